@@ -1,0 +1,30 @@
+"""``edgekd run``: the stage runner with console output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+from pipeline.config import Config
+from pipeline.runner import Runner
+from pipeline.stages import all_stages
+
+
+def run_pipeline(cfg: Config, force: Sequence[str] = (), until: str | None = None) -> int:
+    console = Console(highlight=False)
+    console.print(f"[bold]edgekd run[/] profile={cfg.profile} run_dir={cfg.run_dir}")
+    runner = Runner(cfg, all_stages(), log=lambda msg: console.print(escape(msg)))
+    if until is not None and until not in runner.by_name:
+        from deploy.errors import StageError
+
+        raise StageError(f"--until {until!r}: no such stage; expected one of {', '.join(runner.by_name)}")
+    results = runner.run(force=force, until=until)
+    ran = sum(r.status == "ran" for r in results)
+    cached = sum(r.status == "cached" for r in results)
+    console.print(f"[bold green]done[/]: {ran} stage(s) ran, {cached} cached; manifest: {cfg.run_dir / 'manifest.json'}")
+    report = cfg.run_dir / "report" / "report.html"
+    if report.is_file():
+        console.print(f"report: {report}")
+    return 0
