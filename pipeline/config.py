@@ -140,6 +140,7 @@ class BenchmarkCfg(_Section):
     batch: int = Field(4, ge=1, description="the larger batch for throughput")
     imgsz: int | None = Field(None, ge=32, description="defaults to train.imgsz")
     peers: bool = Field(True, description="time ultralytics' own exports side by side")
+    peer_models: tuple[str, ...] = Field(("distill",), description="models whose weights ultralytics also exports")
 
 
 class ReportCfg(_Section):

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deploy.errors import StageError
@@ -39,13 +39,22 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def hash_tree(root: Path) -> dict[str, dict[str, Any]]:
-    """{relative posix path: {"sha256", "size"}} of every file below ``root``."""
-    out: dict[str, dict[str, Any]] = {}
+def list_files(root: Path, volatile: tuple[str, ...] = ()) -> list[Path]:
+    """Files below ``root`` (sorted), leaving out those matching a ``volatile`` glob (relative posix path)."""
+    files = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        out[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-    return out
+        rel = PurePosixPath(path.relative_to(root).as_posix())
+        if not any(rel.match(pattern) for pattern in volatile):
+            files.append(path)
+    return files
+
+
+def hash_tree(root: Path, volatile: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """{relative posix path: {"sha256", "size"}} of every file below ``root`` but the volatile ones."""
+    return {
+        path.relative_to(root).as_posix(): {"sha256": sha256_file(path), "size": path.stat().st_size}
+        for path in list_files(root, volatile)
+    }
 
 
 def tree_digest(files: dict[str, dict[str, Any]]) -> str:
@@ -97,6 +106,9 @@ class Stage:
     external: Callable[[Config], list[Path]] | None = None
     enabled: Callable[[Config], bool] = field(default=lambda cfg: True)
     description: str = ""
+    # Globs (relative to the stage folder) of files that consumers may add or change later, such as
+    # ultralytics' ``labels/*.cache``; they are neither hashed nor checked.
+    volatile: tuple[str, ...] = ()
 
 
 class Manifest:
@@ -180,7 +192,7 @@ class Runner:
         if not out_dir.is_dir():
             return False
         recorded = rec.get("outputs", {})
-        actual = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file()}
+        actual = {p.relative_to(out_dir).as_posix() for p in list_files(out_dir, stage.volatile)}
         if actual != set(recorded):
             self.log(f"[{stage.name}] outputs changed on disk (files added or removed); rebuilding")
             return False
@@ -244,7 +256,7 @@ class Runner:
             self.manifest.set_stage(stage.name, {"status": "failed", "key": key, "started": started})
             raise
         seconds = time.perf_counter() - t0
-        files = hash_tree(tmp)
+        files = hash_tree(tmp, stage.volatile)
         final = self.run_dir / stage.name
         _replace_dir(tmp, final)
         self.manifest.set_stage(

@@ -169,3 +169,18 @@ def test_kill_9_mid_stage_then_resume(tmp_path):
     for name in "abc":
         assert resumed[name]["outputs"] == fresh[name]["outputs"]
         assert resumed[name]["key"] == fresh[name]["key"]
+
+
+def test_volatile_files_do_not_invalidate(tmp_path):
+    cfg = _cfg(tmp_path)
+
+    def make(ctx: StageContext) -> None:
+        (ctx.out / "labels").mkdir()
+        (ctx.out / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+
+    stages = [Stage("data", make, volatile=("labels/*.cache",))]
+    Runner(cfg, stages, log=lambda m: None).run()
+    (cfg.run_dir / "data" / "labels" / "train.cache").write_bytes(b"consumer cache")
+    assert [r.status for r in Runner(cfg, stages, log=lambda m: None).run()] == ["cached"]
+    (cfg.run_dir / "data" / "labels" / "extra.txt").write_text("x")
+    assert [r.status for r in Runner(cfg, stages, log=lambda m: None).run()] == ["ran"]

@@ -1,0 +1,55 @@
+"""Stage ``peers``: ultralytics' own FP32/INT8 exports of the same weights (see :mod:`pipeline.peers`)."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline.config import Config
+from pipeline.runner import Stage, StageContext
+
+MODEL_STAGES = ("teacher", "student", "distill", "distill_ultralytics")
+
+
+def _peers(ctx: StageContext) -> None:
+    from pipeline.data.calib import load_manifest
+    from pipeline.peers import export_peers, write_calibration_yaml
+    from pipeline.train.weights import verify_run_weights
+
+    cfg = ctx.cfg
+    data = yaml_names(ctx.upstream("data") / "data.yaml")
+    images = load_manifest(ctx.upstream("calib") / "calibration.json")
+    data_yaml = write_calibration_yaml(images, data, ctx.out)
+    rows = []
+    for model in cfg.benchmark.peer_models:
+        if model not in ctx.inputs:
+            continue
+        weights = verify_run_weights(ctx.run_dir, model, "weights/best.pt")
+        for art in export_peers(model, weights, data_yaml, ctx.out, imgsz=cfg.train.imgsz):
+            rows.append({"model": art.model, "variant": art.variant, "runtime": art.runtime,
+                         "precision": art.precision, "path": art.path.as_posix()})
+    (ctx.out / "peers.json").write_text(json.dumps({"artifacts": rows}, indent=2, sort_keys=True))
+
+
+def yaml_names(data_yaml) -> dict[int, str]:
+    import yaml
+
+    names = yaml.safe_load(data_yaml.read_text())["names"]
+    return {int(k): v for k, v in (names.items() if isinstance(names, dict) else enumerate(names))}
+
+
+def _enabled(cfg: Config) -> bool:
+    return cfg.benchmark.peers and bool(cfg.benchmark.peer_models)
+
+
+STAGES = [
+    Stage(
+        "peers",
+        _peers,
+        version="1",
+        params=("benchmark.peers", "benchmark.peer_models", "train.imgsz"),
+        upstream=("data", "calib", *MODEL_STAGES),
+        tools=("ultralytics", "torch", "onnx", "onnxruntime", "openvino", "nncf"),
+        enabled=_enabled,
+        description="ultralytics' own ONNX/OpenVINO FP32 and INT8 exports of the same weights",
+    )
+]
