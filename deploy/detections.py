@@ -84,5 +84,5 @@ class Detections:
                 "bbox": [round(float(v), 3) for v in box],
                 "score": round(float(s), 6),
             }
-            for box, s, c in zip(self.xywh, self.confidence, self.class_id)
+            for box, s, c in zip(self.xywh, self.confidence, self.class_id, strict=True)
         ]

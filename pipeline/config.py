@@ -94,6 +94,9 @@ class DistillationCfg(_Section):
     feat_loss: FeatureLoss = FeatureLoss.CWD
     conf_threshold: float = Field(0.25, ge=0, le=1, description="teacher confidence that marks an anchor")
     guard: bool = Field(True, description="no soft target where the teacher contradicts the ground truth")
+    guard_iou: float = Field(0.5, ge=0, le=1, description="guard: teacher box IoU with the assigned GT below this")
+    feat_temperature: float = Field(1.0, gt=0, description="CWD spatial-softmax temperature")
+    ultralytics_weight: float = Field(6.0, ge=0, description="ultralytics' own `dis` weight (distill_ultralytics)")
     ultralytics_arm: bool = Field(True, description="also train ultralytics' own distill_model arm")
     ablation: bool = Field(False, description="also train one arm per KD term")
 
@@ -102,12 +105,21 @@ class ExportCfg(_Section):
     opset: int = Field(17, ge=17)
     dynamic_batch: bool = False
     simplify: bool = True
-    parity_atol: float = Field(1e-3, gt=0)
+    parity_atol: float = Field(1e-3, gt=0, description="max |score error| and |box error| / imgsz vs PyTorch")
+    parity_images: int = Field(8, ge=1, le=256, description="validation frames of the parity check")
 
 
 class QuantAdvancedCfg(_Section):
     percentile: float = Field(99.999, gt=90, le=100)
     fallback_max_layers: int = Field(8, ge=0)
+    per_channel: bool = Field(True, description="per-output-channel weight scales (not for the naive recipe)")
+    reduce_range: bool = Field(False, description="7-bit weights, for ONNX Runtime on CPUs without VNNI")
+    sensitivity: bool = Field(True, description="per-tensor INT8 error vs FP32 (sensitivity.json)")
+    sensitivity_frames: int = Field(16, ge=1, le=1000, description="calibration frames of the sensitivity analysis")
+    sensitivity_top: int = Field(20, ge=1, description="worst tensors listed per model")
+    holdout_fraction: float = Field(0.5, gt=0, le=1, description="part of val used to judge fallback/accuracy control")
+    holdout_max_images: int = Field(200, ge=1)
+    latency_runs: int = Field(20, ge=1, description="timed runs of the fallback latency comparison")
 
 
 class QuantizationCfg(_Section):
@@ -131,6 +143,9 @@ class EvaluationCfg(_Section):
         "night", "fog", "rain", "blur", "noise", "jpeg",
     )
     dece_bins: int = Field(10, ge=2)
+    robustness_images: int = Field(48, ge=0, description="val images per corruption (0: no robustness)")
+    robustness_recipes: tuple[str, ...] = Field(("float", "head_float"), description="variants to corrupt-test")
+    robustness_severity: int = Field(3, ge=1, le=5)
 
 
 class BenchmarkCfg(_Section):
@@ -141,6 +156,8 @@ class BenchmarkCfg(_Section):
     imgsz: int | None = Field(None, ge=32, description="defaults to train.imgsz")
     peers: bool = Field(True, description="time ultralytics' own exports side by side")
     peer_models: tuple[str, ...] = Field(("distill",), description="models whose weights ultralytics also exports")
+    conf: float = Field(0.25, ge=0, le=1, description="detection threshold while timing (NMS work depends on it)")
+    image: Path | None = Field(None, description="the JPEG to time; default a synthetic 1280x720 frame (JPEG q90)")
 
 
 class ReportCfg(_Section):
@@ -248,6 +265,8 @@ def _check_files(cfg: Config) -> list[str]:
         value = getattr(cfg.report, key)
         if value is not None and not value.is_file():
             problems.append(f"report.{key}: file {str(value)!r} does not exist")
+    if cfg.benchmark.image is not None and not cfg.benchmark.image.is_file():
+        problems.append(f"benchmark.image: file {str(cfg.benchmark.image)!r} does not exist; expected a JPEG frame")
     weights = cfg.teacher.weights
     if not weights.endswith((".pt", ".yaml", ".yml")):
         problems.append(f"teacher.weights: got {weights!r}, expected a .pt (name or path) or a model .yaml")

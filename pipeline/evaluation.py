@@ -1,0 +1,125 @@
+"""From one variant's :func:`deploy.metrics.evaluate.evaluate` result to metrics rows and report tables.
+
+Pure functions over dicts; the ``evaluate`` stage (:mod:`pipeline.stages.evaluate`) runs the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+ROW_METRICS = ("map50", "map50_95", "precision_at_op", "recall_at_op", "fppi_at_op", "lamr", "fa_per_hour", "dece")
+EXTRA_KEYS = ("op_threshold", "op_reached", "max_recall", "n_gt", "n_det")
+
+
+def variant_id(row: Mapping[str, Any]) -> str:
+    return "/".join(str(row[k]) for k in ("model", "runtime", "precision", "recipe"))
+
+
+def metric_row(key: Mapping[str, str], result: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``metrics.json`` row (without latency) from an evaluate result."""
+    overall = result["overall"]
+    row = {**key, **{k: overall.get(k) for k in ROW_METRICS}, **{k: overall.get(k) for k in EXTRA_KEYS}}
+    row.update(extra)
+    return row
+
+
+def _with_variant(vid: str, entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"variant": vid, **e} for e in entries]
+
+
+def per_class_entries(vid: str, result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for name, m in result["per_class"].items():
+        entry = {"class": name, **{k: m.get(k) for k in ROW_METRICS}, "n_gt": m.get("n_gt"), "op_threshold": m.get("op_threshold")}
+        out.append(entry)
+    return _with_variant(vid, out)
+
+
+def per_condition_entries(vid: str, result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for attribute, values in (result["breakdown"].get("conditions") or {}).items():
+        for value, m in values.items():
+            out.append(
+                {
+                    "attribute": attribute,
+                    "value": value,
+                    "n_images": m.get("n_images"),
+                    "n_gt": m.get("n_gt"),
+                    "recall_at_op": m.get("recall_at_op"),
+                    "fppi_at_op": m.get("fppi_at_op"),
+                    "fa_per_hour": m.get("fa_per_hour"),
+                }
+            )
+    return _with_variant(vid, out)
+
+
+def distractor_entries(vid: str, result: Mapping[str, Any], n_images: int) -> list[dict[str, Any]]:
+    dis = result["breakdown"].get("distractors")
+    if not dis:
+        return []
+    out = []
+    for kind, m in dis["per_kind"].items():
+        out.append(
+            {
+                "kind": kind,
+                "n_distractors": m["n_distractors"],
+                "false_alarms": int(m["fp_at_op"]),
+                "rate": m["fp_at_op"] / n_images if n_images else None,
+            }
+        )
+    return _with_variant(vid, out)
+
+
+def curve_set(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Pooled miss-rate/FPPI and precision/recall curves and the reliability diagram of one variant."""
+    pooled = result["curves"]["pooled"]
+    n_images = result["params"]["n_images"] or 1
+    n_gt = sum(m.get("n_gt") or 0 for m in result["per_class"].values())
+    fppi, miss = list(pooled.get("fppi", [])), list(pooled.get("miss_rate", []))
+    recall = [1.0 - m for m in miss]
+    precision = []
+    for f, r in zip(fppi, recall, strict=True):
+        tp, fp = r * n_gt, f * n_images
+        precision.append(tp / (tp + fp) if tp + fp > 0 else 1.0)
+    rel = result["calibration"]["overall"]
+    keep = [i for i, c in enumerate(rel["count"]) if c]
+    return {
+        "mr_fppi": {"fppi": fppi, "miss_rate": [min(max(m, 0.0), 1.0) for m in miss]},
+        "pr": {"recall": [min(max(r, 0.0), 1.0) for r in recall], "precision": precision},
+        "reliability": {
+            "confidence": [rel["mean_confidence"][i] for i in keep],
+            "precision": [rel["precision"][i] for i in keep],
+            "count": [rel["count"][i] for i in keep],
+        },
+    }
+
+
+def add_deltas(rows: list[dict[str, Any]]) -> None:
+    """``delta_map50_95_vs_fp32`` (same model, ONNX Runtime FP32) and ``..._vs_teacher`` (same variant, teacher)."""
+    by_id = {variant_id(r): r for r in rows}
+    for row in rows:
+        fp32 = by_id.get(f"{row['model']}/onnxruntime/fp32/float")
+        teacher = by_id.get("/".join(["teacher", row["runtime"], row["precision"], row["recipe"]]))
+        row["delta_map50_95_vs_fp32"] = _delta(row, fp32)
+        row["delta_map50_95_vs_teacher"] = _delta(row, teacher)
+
+
+def _delta(row: Mapping[str, Any], ref: Mapping[str, Any] | None) -> float | None:
+    if ref is None or row.get("map50_95") is None or ref.get("map50_95") is None:
+        return None
+    return round(float(row["map50_95"]) - float(ref["map50_95"]), 6)
+
+
+def subset_coco(gt: Mapping[str, Any], n_images: int) -> dict[str, Any]:
+    """The first ``n_images`` images (by id) of a COCO dict, with their annotations."""
+    images = sorted(gt["images"], key=lambda im: im["id"])[:n_images]
+    ids = {im["id"] for im in images}
+    return {**gt, "images": images, "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
+
+
+def subset_distractors(dis: Mapping[str, Any] | None, gt: Mapping[str, Any]) -> dict[str, Any] | None:
+    if dis is None:
+        return None
+    ids = {im["id"] for im in gt["images"]}
+    return {**dis, "distractors": [d for d in dis["distractors"] if d["image_id"] in ids]}
