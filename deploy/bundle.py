@@ -1,0 +1,300 @@
+"""Deploy bundles: the artifacts of a finished run, a small evaluation set and their checksums, in one folder.
+
+``make_bundle(RUN_DIR, OUT)`` (``edgekd deploy bundle``) copies, for one model (default ``distill``):
+
+- ``models/<model>_fp32.onnx``                 RUN_DIR/export/<model>.onnx (the ONNX contract, FP32);
+- ``models/<model>_<runtime>_<recipe>.<ext>``  RUN_DIR/quantize artifacts of that model, as listed in
+  ``quantize/quantize.json`` (INT8 Q/DQ ONNX for ONNX Runtime, the TensorRT-ready Q/DQ ONNX, OpenVINO IR .xml+.bin),
+  each checked against the sha256 recorded there;
+- ``calibration/calibration.json``             RUN_DIR/calib/calibration.json (which frames calibrated the INT8 models);
+- ``eval/images/*.jpg`` + ``eval/annotations/val_coco.json`` (+ ``val_distractors.json``): N validation images of
+  RUN_DIR/data and their ground truth (``file_name`` relative to ``eval/``);
+- ``eval/reference_detections.json``: what ONNX Runtime (CPU, FP32 model) detected on them at bundling time;
+- ``bundle.json``: classes, input size, preprocessing, per-class operating-point thresholds, the metrics the models
+  were validated with, the artifacts and the sha256 of every file; ``SHA256SUMS`` (``sha256sum -c`` format) covers
+  every file including bundle.json.
+
+``verify_bundle(DIR)`` (``edgekd deploy verify``) checks every checksum (a flipped byte -> :class:`IntegrityError`
+naming the file) and re-runs the FP32 model on the bundled images against the recorded detections.
+All paths inside a bundle are relative, so it can be copied anywhere (a Jetson).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import InputError, IntegrityError
+
+SCHEMA = "edgekd.bundle/v1"
+SUMS = "SHA256SUMS"
+BUNDLE_JSON = "bundle.json"
+REFERENCE = "eval/reference_detections.json"
+EVAL_GT = "eval/annotations/val_coco.json"
+EVAL_DISTRACTORS = "eval/annotations/val_distractors.json"
+_CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------- files and checksums
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_table(root: Path, exclude: tuple[str, ...] = (BUNDLE_JSON, SUMS)) -> dict[str, dict[str, Any]]:
+    """{relative posix path: {"sha256", "size"}} of every file below ``root`` except ``exclude`` (top level)."""
+    return {
+        p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).as_posix() not in exclude
+    }
+
+
+def write_sums(root: Path) -> Path:
+    """``SHA256SUMS`` over every file (bundle.json included), sorted, as ``sha256sum`` writes it."""
+    table = file_table(root, exclude=(SUMS,))
+    text = "".join(f"{v['sha256']}  {k}\n" for k, v in table.items())
+    (root / SUMS).write_text(text)
+    return root / SUMS
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{what} {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} {str(path)!r} cannot be read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what} {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def dump_json(obj: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    return path
+
+
+def parse_sums(text: str, source: str) -> dict[str, str]:
+    """``<sha256>  <path>`` lines -> {path: sha256}; a malformed line raises IntegrityError naming ``source``."""
+    out = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not rel:
+            raise IntegrityError(f"{source}: line {n} is not '<sha256>  <path>': {line[:80]!r}")
+        out[rel.lstrip("*")] = digest
+    return out
+
+
+@dataclass
+class ChecksumReport:
+    checked: int = 0
+    unlisted: list[str] = field(default_factory=list)
+
+
+def verify_checksums(root: Path) -> ChecksumReport:
+    """Check SHA256SUMS and bundle.json's file table against the files; IntegrityError names the first bad file."""
+    root = Path(root)
+    sums_path = root / SUMS
+    if not (root / BUNDLE_JSON).is_file():
+        raise InputError(
+            f"{str(root)!r} is not a deploy bundle: no {BUNDLE_JSON} (make one with `edgekd deploy bundle`)"
+        )
+    if not sums_path.is_file():
+        raise IntegrityError(f"{str(sums_path)!r} is missing; the bundle cannot be verified (re-create it)")
+    listed = parse_sums(sums_path.read_text(errors="replace"), str(sums_path))
+    report = ChecksumReport()
+    for rel, digest in sorted(listed.items()):
+        path = root / rel
+        if not path.is_file():
+            raise IntegrityError(f"{str(path)!r} is listed in {SUMS} but missing from the bundle")
+        actual = sha256_file(path)
+        if actual != digest:
+            raise IntegrityError(
+                f"{str(path)!r}: checksum mismatch (sha256 {actual[:16]}..., recorded {digest[:16]}...); "
+                "the file was altered or truncated after bundling: copy the bundle again"
+            )
+        report.checked += 1
+    manifest = read_json(root / BUNDLE_JSON, "bundle manifest")
+    for rel, info in sorted((manifest.get("files") or {}).items()):
+        if listed.get(rel) != info.get("sha256"):
+            raise IntegrityError(
+                f"{str(root / rel)!r}: {BUNDLE_JSON} records sha256 {str(info.get('sha256'))[:16]}..., "
+                f"{SUMS} records {str(listed.get(rel))[:16]}...; the bundle's manifests disagree"
+            )
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    report.unlisted = sorted(present - set(listed) - {SUMS})
+    return report
+
+
+def load_bundle(root: Path, *, check: bool = True) -> dict[str, Any]:
+    """bundle.json of ``root`` (checksums verified first unless ``check`` is False)."""
+    if check:
+        verify_checksums(root)
+    manifest = read_json(Path(root) / BUNDLE_JSON, "bundle manifest")
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        raise InputError(f"{str(Path(root) / BUNDLE_JSON)!r}: schema {manifest.get('schema')!r}, expected {SCHEMA!r}")
+    return manifest
+
+
+# ---------------------------------------------------------------- parity
+@dataclass(frozen=True)
+class ParityParams:
+    """How reference detections are produced and compared (stored in bundle.json)."""
+
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    keep_above: float = 0.05  # detections recorded: score > keep_above
+    score_atol: float = 2e-3
+    min_iou: float = 0.9
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def detections_record(det: Any, keep_above: float) -> dict[str, list]:
+    """Detections -> {"boxes": [[x1, y1, x2, y2]], "scores": [...], "classes": [...]} above ``keep_above``."""
+    keep = det.confidence > keep_above
+    return {
+        "boxes": [[round(float(v), 3) for v in box] for box in det.xyxy[keep]],
+        "scores": [round(float(s), 6) for s in det.confidence[keep]],
+        "classes": [int(c) for c in det.class_id[keep]],
+    }
+
+
+def compare_records(ref: dict[str, list], new: dict[str, list], params: ParityParams) -> dict[str, Any]:
+    """Match two detection records both ways (same class, IoU >= min_iou, |score diff| <= score_atol).
+
+    Only detections clearly above ``keep_above`` (by ``score_atol``) must be matched, so a box whose score sits on
+    the recording threshold may appear on one side only. Returns {"compared", "unmatched", "max_score_diff",
+    "min_iou"}.
+    """
+    import numpy as np
+
+    from deploy.metrics.matching import iou_matrix
+
+    margin = params.keep_above + params.score_atol
+    out: dict[str, Any] = {"compared": 0, "unmatched": 0, "max_score_diff": 0.0, "min_iou": 1.0}
+    for a, b in ((ref, new), (new, ref)):
+        a_box, b_box = np.asarray(a["boxes"], float).reshape(-1, 4), np.asarray(b["boxes"], float).reshape(-1, 4)
+        a_s, b_s = np.asarray(a["scores"], float), np.asarray(b["scores"], float)
+        a_c, b_c = np.asarray(a["classes"], int), np.asarray(b["classes"], int)
+        iou = iou_matrix(a_box, b_box)
+        for i in np.flatnonzero(a_s > margin):
+            ok = (b_c == a_c[i]) & (iou[i] >= params.min_iou) & (np.abs(b_s - a_s[i]) <= params.score_atol)
+            out["compared"] += 1
+            if not ok.any():
+                out["unmatched"] += 1
+                continue
+            j = int(np.flatnonzero(ok)[np.argmax(iou[i][ok])])
+            out["max_score_diff"] = max(out["max_score_diff"], float(abs(b_s[j] - a_s[i])))
+            out["min_iou"] = min(out["min_iou"], float(iou[i, j]))
+    return out
+
+
+def run_reference(
+    model: Path, images: list[tuple[int, Path]], params: ParityParams, threads: int | None = None
+) -> tuple[dict[str, dict[str, list]], list[Any]]:
+    """FP32 model on ONNX Runtime's CPU provider over ``images`` [(image id, path)].
+
+    Returns ({str(image id): record above keep_above}, [Detections per image at ``params.conf``]).
+    """
+    from deploy.detector import Detector
+
+    det = Detector(
+        model, backend="onnxruntime", conf=params.conf, iou=params.iou, max_det=params.max_det, threads=threads,
+        providers=["CPUExecutionProvider"],
+    )  # fmt: skip
+    records, all_dets = {}, []
+    for image_id, path in images:
+        d = det.predict_file(path)
+        all_dets.append(d)
+        records[str(image_id)] = detections_record(d, params.keep_above)
+    return records, all_dets
+
+
+@dataclass
+class VerifyReport:
+    checked_files: int
+    unlisted: list[str]
+    parity: dict[str, Any] | None
+
+
+def verify_bundle(
+    root: Path, *, parity: bool = True, threads: int | None = None, log: Callable[[str], None] = lambda s: None
+) -> VerifyReport:
+    """Checksums of every file, then (``parity``) the FP32 model's detections against the recorded ones.
+
+    Raises:
+        IntegrityError: a file differs from its checksum (named), or the detections do not reproduce.
+        InputError: not a bundle.
+    """
+    root = Path(root)
+    sums = verify_checksums(root)
+    log(f"checksums: {sums.checked} files OK")
+    manifest = load_bundle(root, check=False)
+    if not parity:
+        return VerifyReport(sums.checked, sums.unlisted, None)
+    ref_info = manifest["parity"]
+    params = ParityParams(**ref_info["params"])
+    reference = read_json(root / ref_info["detections"], "reference detections")
+    gt = read_json(root / EVAL_GT, "bundled ground truth")
+    images = [(int(im["id"]), root / "eval" / im["file_name"]) for im in gt["images"]]
+    model = root / _artifact(manifest, ref_info["artifact"])["path"]
+    records, _ = run_reference(model, images, params, threads)
+    total = {"compared": 0, "unmatched": 0, "max_score_diff": 0.0, "min_iou": 1.0, "images": len(images)}
+    bad = []
+    for image_id, rec in records.items():
+        res = compare_records(reference[image_id], rec, params)
+        total["compared"] += res["compared"]
+        total["unmatched"] += res["unmatched"]
+        total["max_score_diff"] = max(total["max_score_diff"], res["max_score_diff"])
+        total["min_iou"] = min(total["min_iou"], res["min_iou"])
+        if res["unmatched"]:
+            bad.append(image_id)
+    if bad:
+        raise IntegrityError(
+            f"parity check failed for {model}: {total['unmatched']} of {total['compared']} detections on "
+            f"{len(bad)} image(s) (ids {', '.join(bad[:5])}) differ from {ref_info['detections']} beyond "
+            f"score {params.score_atol} / IoU {params.min_iou}; the model or this runtime does not reproduce the bundle"
+        )
+    log(
+        f"parity: {total['compared']} detections on {total['images']} images reproduced "
+        f"(max score diff {total['max_score_diff']:.2e}, min IoU {total['min_iou']:.4f})"
+    )
+    return VerifyReport(sums.checked, sums.unlisted, total)
+
+
+def _artifact(manifest: dict[str, Any], artifact_id: str) -> dict[str, Any]:
+    for art in manifest.get("artifacts", []):
+        if art.get("id") == artifact_id:
+            return art
+    raise InputError(
+        f"bundle.json: no artifact {artifact_id!r}; expected one of {[a.get('id') for a in manifest.get('artifacts', [])]}"
+    )
+
+
+def copy_checked(src: Path, dst: Path, sha256: str | None, what: str) -> dict[str, Any]:
+    """Copy ``src`` to ``dst`` after checking it against ``sha256`` (when recorded); returns {"sha256", "size"}."""
+    if not src.is_file():
+        raise InputError(f"{what}: {str(src)!r} does not exist")
+    digest = sha256_file(src)
+    if sha256 and digest != sha256:
+        raise IntegrityError(
+            f"{str(src)!r}: sha256 {digest[:16]}... differs from {sha256[:16]}... recorded for {what}; "
+            "the run's artifact was altered since it was written: rerun that stage (edgekd run --force STAGE)"
+        )
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return {"sha256": digest, "size": dst.stat().st_size}

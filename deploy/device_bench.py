@@ -1,0 +1,370 @@
+"""The on-device benchmark of a deploy bundle (``edgekd device bench --bundle DIR``).
+
+1. verify the bundle's checksums (:mod:`deploy.bundle`);
+2. plan the variants: TensorRT FP16 (engine built from the FP32 ONNX) and INT8 (engine built from each TensorRT
+   Q/DQ ONNX, explicit quantization) when TensorRT imports, ONNX Runtime FP32 and INT8 Q/DQ (its default
+   providers: CUDA on a Jetson with onnxruntime-gpu, else CPU), OpenVINO IR when asked and installed;
+3. per variant: accuracy and false alarms on the bundled evaluation set (:mod:`deploy.metrics`), at the variant's
+   own operating point and at the bundle's per-class thresholds (what a deployed system would use); then latency
+   (JPEG bytes to boxes, per step) over a timed window, with board power sampled (jtop / tegrastats) so that
+   energy per frame = the integral of power over the window / frames;
+4. return metrics rows + tables in the metrics.json schema (the CLI validates and writes them), plus device.json.
+
+Off a Jetson it runs the ONNX Runtime CPU path, and says that TensorRT is absent and power was not measured.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.bundle import BUNDLE_JSON, dump_json, load_bundle, read_json
+from deploy.device_info import device_info, device_label, machine_info, package_versions
+from deploy.errors import InputError
+from deploy.latency import Samples, file_size_mb, time_frame
+from deploy.power import detect_throttling, energy_per_frame, open_sampler, summarize_trace
+
+RUNTIMES = ("tensorrt", "onnxruntime", "openvino")
+ROW_METRICS = ("map50", "map50_95", "precision_at_op", "recall_at_op", "fppi_at_op", "lamr", "fa_per_hour", "dece")
+
+
+@dataclass(frozen=True)
+class DeviceBenchOptions:
+    runs: int = 100
+    warmup: int = 10
+    min_seconds: float = 2.0  # shortest timed window per variant while power is sampled
+    runtimes: tuple[str, ...] = ("tensorrt", "onnxruntime")
+    power: str = "auto"  # auto | jtop | tegrastats | none
+    power_interval_ms: int = 50
+    idle_seconds: float = 1.0
+    threads: int | None = None
+    workspace_mb: int = 1024
+    temp_limit_c: float = 90.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.runs < 1:
+            problems.append(f"--runs: got {self.runs}, expected a positive number of timed frames")
+        if self.warmup < 0:
+            problems.append(f"--warmup: got {self.warmup}, expected 0 or more")
+        unknown = sorted(set(self.runtimes) - set(RUNTIMES))
+        if unknown or not self.runtimes:
+            problems.append(f"--runtimes: got {list(self.runtimes)}, expected some of {', '.join(RUNTIMES)}")
+        if self.power not in ("auto", "jtop", "tegrastats", "none"):
+            problems.append(f"--power: got {self.power!r}, expected auto, jtop, tegrastats or none")
+        if problems:
+            raise InputError("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One variant to benchmark: ``path`` relative to the bundle (or absolute, for built engines)."""
+
+    model: str
+    runtime: str
+    precision: str
+    recipe: str | None
+    path: str
+    build: str | None = None  # "fp16" | "int8": a TensorRT engine to build from ``path``
+
+    @property
+    def id(self) -> str:
+        return "/".join([self.model, self.runtime, self.precision] + ([self.recipe] if self.recipe else []))
+
+
+@dataclass
+class DeviceBenchResult:
+    rows: list[dict[str, Any]]
+    tables: dict[str, Any]
+    provenance: dict[str, Any]
+    reference: str | None
+    notes: list[str]
+    device: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_variants(
+    manifest: dict[str, Any], runtimes: tuple[str, ...], available: dict[str, bool]
+) -> tuple[list[Plan], list[str]]:
+    """The variants to run from the bundle's artifacts, and notes on what is skipped and why."""
+    plans, notes = [], []
+    for art in manifest.get("artifacts", []):
+        base = Plan(art["model"], art["runtime"], art["precision"], art.get("recipe"), art["path"])
+        role = art.get("role")
+        if role == "fp32" and "tensorrt" in runtimes and available.get("tensorrt"):
+            plans.append(replace(base, runtime="tensorrt", precision="fp16", recipe=None, build="fp16"))
+        if role == "trt_qdq" and "tensorrt" in runtimes and available.get("tensorrt"):
+            plans.append(replace(base, precision="int8", build="int8"))
+        if role in ("fp32", "int8_qdq") and art["runtime"] == "onnxruntime" and "onnxruntime" in runtimes:
+            plans.append(base)
+        if role == "openvino_ir" and "openvino" in runtimes:
+            if available.get("openvino"):
+                plans.append(base)
+            else:
+                notes.append(f"{art['id']}: OpenVINO is not installed here; skipped")
+    if (
+        "tensorrt" in runtimes
+        and available.get("tensorrt")
+        and not any(a.get("role") == "trt_qdq" for a in manifest.get("artifacts", []))
+    ):
+        notes.append(
+            "the bundle has no TensorRT Q/DQ ONNX: no TensorRT INT8 engine (run the quantize stage with tensorrt)"
+        )
+    return plans, notes
+
+
+def build_engines(
+    plans: list[Plan], root: Path, out: Path, manifest: dict[str, Any], builder: Callable[..., Any], workspace_mb: int,
+    log: Callable[[str], None],
+) -> tuple[list[Plan], list[dict[str, Any]]]:  # fmt: skip
+    """Build every plan with ``build`` into ``out/engines/`` (shared timing cache) and write each engine's sidecar."""
+    from deploy.metadata import ModelMeta, write_sidecar
+    from deploy.preprocess import PreprocessSpec
+
+    meta = ModelMeta(
+        tuple(manifest["classes"]), tuple(manifest["imgsz"]), int(manifest.get("stride", 32)),
+        PreprocessSpec(**manifest.get("preprocess", {})), str(manifest.get("format", "split-v1")),
+    )  # fmt: skip
+    engines_dir = out / "engines"
+    engines_dir.mkdir(parents=True, exist_ok=True)
+    cache = engines_dir / "timing.cache"
+    done, records = [], []
+    for plan in plans:
+        if plan.build is None:
+            done.append(plan)
+            continue
+        engine = engines_dir / (plan.id.replace("/", "_") + ".engine")
+        log(f"[{plan.id}] building TensorRT {plan.build} engine from {plan.path}")
+        t0 = time.perf_counter()
+        builder(root / plan.path, engine, precision=plan.build, timing_cache=cache, workspace_mb=workspace_mb)
+        seconds = round(time.perf_counter() - t0, 2)
+        write_sidecar(engine, meta, precision=plan.build, source=plan.path)
+        records.append({"variant": plan.id, "engine": engine.name, "source": plan.path, "build_seconds": seconds})
+        done.append(replace(plan, path=str(engine), build=None))
+    return done, records
+
+
+def at_thresholds(
+    gt_coco: dict[str, Any], results: list[dict[str, Any]], thresholds: dict[str, Any], fps: float
+) -> dict[str, Any]:
+    """Recall, precision, FPPI and false alarms per hour with the bundle's fixed per-class thresholds.
+
+    Mean over classes with ground truth and a threshold (Caltech matching of :mod:`deploy.metrics.matching`).
+    """
+    from deploy.metrics.cocoio import parse_detections, parse_ground_truth
+    from deploy.metrics.matching import FP, TP, match_dataset
+
+    gt = parse_ground_truth(gt_coco, "bundled ground truth")
+    matches = match_dataset(gt, parse_detections(results, gt, "detections"))
+    recall, precision, fppi = [], [], []
+    for cid, m in matches.items():
+        thr = thresholds.get(gt.categories[cid])
+        if m.n_pos == 0 or thr is None:
+            continue
+        keep = m.score >= thr
+        tp, fp = int(((m.status == TP) & keep).sum()), int(((m.status == FP) & keep).sum())
+        recall.append(tp / m.n_pos)
+        fppi.append(fp / max(m.n_images, 1))
+        if tp + fp:
+            precision.append(tp / (tp + fp))
+
+    def mean(v: list[float]) -> float | None:
+        return float(np.mean(v)) if v else None
+
+    f = mean(fppi)
+    return {
+        "recall_at_bundle_op": mean(recall),
+        "precision_at_bundle_op": mean(precision),
+        "fppi_at_bundle_op": f,
+        "fa_per_hour_at_bundle_op": None if f is None else f * fps * 3600.0,
+    }
+
+
+def _scalars(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is None or isinstance(v, (bool, int, float, str))}
+
+
+def evaluate_variant(
+    det: Any, vid: str, root: Path, manifest: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """(row metrics, tables {per_class, per_condition}, COCO results) of one detector on the bundled set."""
+    from deploy.metrics.evaluate import EvalOptions, evaluate, predict_coco
+
+    gt = read_json(root / manifest["eval"]["annotations"], "bundled ground truth")
+    dis_rel = manifest["eval"].get("distractors")
+    distractors = read_json(root / dis_rel, "bundled distractors") if dis_rel else None
+    validated = manifest.get("validated", {})
+    fps = float(validated.get("fps", 30.0))
+    options = EvalOptions(recall_target=float(validated.get("recall_target", 0.9)), fps=fps)
+    results = predict_coco(det, gt, root / "eval")
+    metrics = evaluate(gt, results, options, distractors)
+    row = {k: metrics["overall"].get(k) for k in ROW_METRICS}
+    row["op_reached"] = metrics["overall"].get("op_reached")
+    row.update(at_thresholds(gt, results, manifest.get("thresholds", {}).get("per_class", {}), fps))
+    per_class = [{"variant": vid, "class": name, **_scalars(v)} for name, v in metrics["per_class"].items()]
+    per_condition = [
+        {"variant": vid, "attribute": attr, "value": str(value), **_scalars(v)}
+        for attr, values in (metrics["breakdown"].get("conditions") or {}).items()
+        for value, v in values.items()
+    ]
+    return row, {"per_class": per_class, "per_condition": per_condition}, results
+
+
+def time_variant(
+    det: Any, jpegs: list[bytes], runs: int, warmup: int, min_seconds: float
+) -> tuple[Samples, float, float, int]:
+    """Warm up, then time whole frames (cycling through ``jpegs``) until ``runs`` frames and ``min_seconds`` passed.
+
+    Returns (per-step samples, window start, window end (time.monotonic), frames timed).
+    """
+    for i in range(warmup):
+        time_frame(det, jpegs[i % len(jpegs)])
+    samples = Samples()
+    t0 = time.monotonic()
+    n = 0
+    while n < runs or time.monotonic() - t0 < min_seconds:
+        samples.add(*time_frame(det, jpegs[n % len(jpegs)]))
+        n += 1
+    return samples, t0, time.monotonic(), n
+
+
+def run_device_bench(
+    bundle: Path,
+    out: Path,
+    options: DeviceBenchOptions = DeviceBenchOptions(),
+    *,
+    log: Callable[[str], None] = print,
+    warn: Callable[[str], None] = print,
+    engine_builder: Callable[..., Any] | None = None,
+) -> DeviceBenchResult:
+    """Benchmark every variant of ``bundle``; write ``out/device.json`` and engines; return rows and tables."""
+    from deploy.backends import is_available
+    from deploy.detector import Detector
+
+    root, out = Path(bundle), Path(out)
+    manifest = load_bundle(root)
+    out.mkdir(parents=True, exist_ok=True)
+    info = device_info()
+    notes = [f"bundle: {n}" for n in manifest.get("notes", [])]
+    available = {
+        "onnxruntime": is_available("onnxruntime"),
+        "openvino": is_available("openvino"),
+        "tensorrt": info["tensorrt"] is not None,
+    }
+    if "tensorrt" in options.runtimes and not available["tensorrt"]:
+        msg = f"TensorRT is absent on this machine ({info['tensorrt_note']}): no TensorRT FP16/INT8 rows; ran ONNX Runtime only"
+        warn(msg)
+        notes.append(msg)
+    plans, plan_notes = plan_variants(manifest, options.runtimes, available)
+    notes += plan_notes
+    engines: list[dict[str, Any]] = []
+    if any(p.build for p in plans):
+        builder: Callable[..., Any]
+        if engine_builder is not None:
+            builder = engine_builder
+        else:
+            from deploy.trt_build import build_engine as builder
+        plans, engines = build_engines(plans, root, out, manifest, builder, options.workspace_mb, log)
+    if not plans:
+        raise InputError(
+            f"{root / BUNDLE_JSON}: nothing to benchmark with runtimes {list(options.runtimes)} on this machine"
+        )
+    jpegs = [p.read_bytes() for p in sorted((root / "eval" / "images").glob("*")) if p.is_file()]
+    fp32: dict[str, Any] = next((a for a in manifest["artifacts"] if a.get("role") == "fp32"), {})
+
+    sampler, power_how = open_sampler(options.power_interval_ms, options.power)
+    if sampler is None:
+        msg = f"power not measured: {power_how}"
+        warn(msg)
+        notes.append(msg)
+    else:
+        log(f"power: {power_how}")
+        jtop_mode = getattr(sampler, "nvpmodel", None)
+        if info["nvpmodel"] is None and jtop_mode:
+            info["nvpmodel"] = {"name": jtop_mode, "id": None, "source": "jtop"}
+        time.sleep(options.idle_seconds)
+    idle_end = time.monotonic()
+    label = device_label(info)
+    rows: list[dict[str, Any]] = []
+    tables: dict[str, Any] = {"per_class": [], "per_condition": [], "latency": {}}
+    windows, details = {}, {}
+    try:
+        for plan in plans:
+            log(f"[{plan.id}] evaluating on {manifest['eval']['images']} bundled images")
+            path = Path(plan.path) if Path(plan.path).is_absolute() else root / plan.path
+            det = Detector(path, threads=options.threads)
+            metrics, tabs, results = evaluate_variant(det, plan.id, root, manifest)
+            dump_json(results, out / "detections" / (plan.id.replace("/", "_") + ".json"))
+            log(f"[{plan.id}] timing {options.runs} frames (+{options.warmup} warm-up)")
+            samples, t0, t1, frames = time_variant(
+                det, jpegs, options.runs, options.warmup, options.min_seconds if sampler else 0.0
+            )
+            windows[plan.id] = (t0, t1, frames)
+            summary = samples.summary()
+            e2e = summary["end_to_end"]
+            tables["latency"][plan.id] = {
+                "step": "end_to_end",
+                **{k: e2e[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "n")},
+            }
+            details[plan.id] = {"steps": summary, "providers": getattr(det.backend, "providers", None)}
+            providers = getattr(det.backend, "providers", None)
+            rows.append({
+                "model": plan.model, "runtime": plan.runtime, "precision": plan.precision, "recipe": plan.recipe,
+                "executed_precision": det.executed_precision, "device": label,
+                "params": fp32.get("params"), "gflops": fp32.get("gflops"), "size_mb": file_size_mb(path),
+                **metrics,
+                "latency_p50_ms": e2e["p50_ms"], "latency_p90_ms": e2e["p90_ms"], "latency_p99_ms": e2e["p99_ms"],
+                "inference_p50_ms": summary["inference"]["p50_ms"], "fps_end_to_end": round(1e3 / e2e["mean_ms"], 2),
+                "providers": ",".join(providers) if providers else None,
+                "energy_mj_per_frame": None, "power_w": None,
+            })  # fmt: skip
+            tables["per_class"] += tabs["per_class"]
+            tables["per_condition"] += tabs["per_condition"]
+    finally:
+        trace = sampler.stop() if sampler is not None else None
+    power: dict[str, Any] = {"source": power_how if sampler else None, "note": None if sampler else power_how}
+    if trace is not None:
+        power.update(summarize_trace(trace))
+        idle = energy_per_frame(trace, idle_end - options.idle_seconds, idle_end, 1)
+        power["idle_w"] = round(idle.mean_power_w, 3) if idle else None
+        for row in rows:
+            e = energy_per_frame(trace, *windows[_vid(row)])
+            if e is not None:
+                row["energy_mj_per_frame"], row["power_w"] = round(e.energy_mj_per_frame, 3), round(e.mean_power_w, 3)
+        if trace.samples:
+            throttle = detect_throttling(trace.samples, temp_limit_c=options.temp_limit_c)
+            power["throttle"] = throttle.as_dict()
+            if throttle.throttled:
+                msg = "thermal throttling during the benchmark: " + "; ".join(throttle.reasons)
+                warn(msg)
+                notes.append(msg)
+    device = {**info, "label": label, "power": power, "engines": engines}
+    dump_json({"device": device, "variants": details, "notes": notes}, out / "device.json")
+    source = manifest.get("source", {})
+    config_hash = source.get("config_hash") or hashlib.sha256((root / BUNDLE_JSON).read_bytes()).hexdigest()
+    provenance = {
+        "config_hash": config_hash,
+        "run": str(source.get("run") or root.name),
+        "edgekd_version": package_versions(("edgekd",))["edgekd"],
+        "packages": package_versions(),
+        "machine": {**machine_info(), "device": label},
+    }
+    ref = f"{manifest['model']}/onnxruntime/fp32"
+    tables["extra"] = {
+        "device": device,
+        "bundle": {"model": manifest["model"], "thresholds": manifest.get("thresholds", {}).get("source")},
+    }
+    return DeviceBenchResult(
+        rows, tables, provenance, ref if any(_vid(r) == ref for r in rows) else None, notes, device, details
+    )
+
+
+def _vid(row: dict[str, Any]) -> str:
+    return "/".join([row["model"], row["runtime"], row["precision"]] + ([row["recipe"]] if row.get("recipe") else []))
