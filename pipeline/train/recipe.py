@@ -1,0 +1,103 @@
+"""The training recipe every arm shares: ultralytics trainer arguments from the config.
+
+``teacher``, ``student``, ``distill``, ``distill_ultralytics`` and the ablation arms train on the same data
+with the same recipe and budget; only the model, the teacher and the loss differ. This module turns the
+``train`` config section into the keyword arguments of ultralytics' ``DetectionTrainer`` (no torch import).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+
+#: Folder (inside the stage's output folder) where ultralytics writes its run; removed once the stage
+#: has copied what it keeps, so no absolute path of the temporary stage folder survives in the outputs.
+WORK_DIR = "_ultralytics"
+RUN_NAME = "train"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What every trained arm shares (``train`` section, the seed and the dataset)."""
+
+    data: Path  # an ultralytics data.yaml
+    epochs: int
+    imgsz: int
+    batch: int
+    optimizer: str
+    lr0: float
+    workers: int
+    device: str
+    mosaic: float
+    close_mosaic: int
+    fraction: float
+    seed: int
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.device.strip().lower() in {"cpu", ""} or self.device.strip().lower().startswith("cpu")
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["data"] = str(self.data)
+        return out
+
+
+def recipe_from_config(cfg: Config, data_yaml: Path, epochs: int | None = None) -> Recipe:
+    """The shared recipe; ``epochs`` overrides ``train.epochs`` (e.g. ``teacher.epochs``)."""
+    t = cfg.train
+    return Recipe(
+        data=Path(data_yaml),
+        epochs=int(epochs if epochs is not None else t.epochs),
+        imgsz=t.imgsz,
+        batch=t.batch,
+        optimizer=t.optimizer,
+        lr0=t.lr0,
+        workers=t.workers,
+        device=str(t.device),
+        mosaic=t.mosaic,
+        close_mosaic=min(t.close_mosaic, int(epochs if epochs is not None else t.epochs)),
+        fraction=t.fraction,
+        seed=cfg.run.seed,
+    )
+
+
+def trainer_overrides(recipe: Recipe, model: str, project: Path, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for ultralytics' ``DetectionTrainer(overrides=...)``.
+
+    ``model`` is a model ``.yaml`` (from scratch) or a verified ``.pt`` path; ``project`` the folder ultralytics
+    writes into (``project/train``). ``device`` passes through: ``cpu``, ``0`` (one CUDA GPU) or ``0,1`` (DDP).
+    """
+    args: dict[str, Any] = {
+        "model": model,
+        "data": str(recipe.data),
+        "epochs": recipe.epochs,
+        "imgsz": recipe.imgsz,
+        "batch": recipe.batch,
+        "optimizer": recipe.optimizer,
+        "lr0": recipe.lr0,
+        "workers": recipe.workers,
+        "device": recipe.device,
+        "mosaic": recipe.mosaic,
+        "close_mosaic": recipe.close_mosaic,
+        "fraction": recipe.fraction,
+        "seed": recipe.seed,
+        "deterministic": True,
+        "amp": not recipe.on_cpu,
+        "plots": False,
+        "val": True,
+        "verbose": False,
+        "exist_ok": True,
+        "project": str(project),
+        "name": RUN_NAME,
+    }
+    args.update(extra)
+    return args
+
+
+def val_args(recipe: Recipe) -> dict[str, Any]:
+    """How ultralytics validated the final weights during training (to reproduce it with ``YOLO(...).val``)."""
+    return {"imgsz": recipe.imgsz, "batch": recipe.batch * 2, "conf": 0.001, "iou": 0.7, "split": "val", "rect": True}
