@@ -23,6 +23,12 @@ from deploy.errors import ConfigError, EdgeKDError, InputError
 # Command families, in the order they appear in ``edgekd --help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "pipeline.commands.run",
+    "pipeline.commands.data",
+    "pipeline.commands.evaluate",
+    "pipeline.commands.compare",
+    "pipeline.commands.bench",
+    "pipeline.commands.device",
+    "pipeline.commands.deploy",
 )
 
 PROFILE_ENV = "EDGEKD_PROFILE"
@@ -102,10 +108,16 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", "-p", help="profile name (smoke, default, bdd100k) or a YAML path")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=2")
+    parser.add_argument(
+        "--trust-weights",
+        action="store_true",
+        help="load a teacher .pt that is not in models/registry.json (a pickle can run code: only files you trust)",
+    )
 
 
 def config_from_args(args: argparse.Namespace):
-    return resolve_config(args.profile, [*args.sets, *args.overrides])
+    trust = ["teacher.trust_weights=true"] if getattr(args, "trust_weights", False) else []
+    return resolve_config(args.profile, [*args.sets, *args.overrides, *trust])
 
 
 # ---------------------------------------------------------------- main

@@ -99,3 +99,11 @@ def test_config_digest_changes_with_values():
     b = resolve_config("smoke", ["train.epochs=5"])
     assert a.digest() != b.digest()
     assert a.digest(("data.synth",)) == b.digest(("data.synth",))
+
+
+def test_trust_weights_flag(capsys):
+    assert main(["config", "show", "--profile", "smoke", "--trust-weights", "teacher.weights=my.pt", "--format", "json"]) == 0
+    import json
+
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["teacher"]["trust_weights"] is True and shown["teacher"]["weights"] == "my.pt"
