@@ -13,7 +13,7 @@ from pipeline.stages import all_stages
 
 
 def run_pipeline(cfg: Config, force: Sequence[str] = (), until: str | None = None) -> int:
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(f"[bold]edgekd run[/] profile={cfg.profile} run_dir={cfg.run_dir}")
     runner = Runner(cfg, all_stages(), log=lambda msg: console.print(escape(msg)))
     if until is not None and until not in runner.by_name:

@@ -13,7 +13,7 @@ MODEL_STAGES = ("teacher", "student", "distill", "distill_ultralytics")
 def _peers(ctx: StageContext) -> None:
     from pipeline.data.calib import load_manifest
     from pipeline.peers import export_peers, write_calibration_yaml
-    from pipeline.train.weights import verify_run_weights
+    from pipeline.train.weights import verify_stage_weights
 
     cfg = ctx.cfg
     data = yaml_names(ctx.upstream("data") / "data.yaml")
@@ -23,7 +23,7 @@ def _peers(ctx: StageContext) -> None:
     for model in cfg.benchmark.peer_models:
         if model not in ctx.inputs:
             continue
-        weights = verify_run_weights(ctx.run_dir, model, "weights/best.pt")
+        weights, _ = verify_stage_weights(ctx.run_dir, model, "weights/best.pt")
         for art in export_peers(model, weights, data_yaml, ctx.out, imgsz=cfg.train.imgsz):
             rows.append({"model": art.model, "variant": art.variant, "runtime": art.runtime,
                          "precision": art.precision, "path": art.path.as_posix()})
