@@ -63,17 +63,15 @@ class Samples:
 
 
 def decode_jpeg(data: bytes) -> np.ndarray:
-    import cv2
+    """JPEG/PNG bytes -> BGR uint8 (H, W, 3); InputError when they do not decode (the Detector's own decoder)."""
+    from deploy.preprocess import decode_jpeg as _decode
 
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        from deploy.errors import InputError
-
-        raise InputError("benchmark image: the bytes are not a decodable JPEG/PNG")
-    return img
+    return _decode(data)
 
 
-def time_frame(det: TimedDetector, jpeg: bytes, clock: Callable[[], float] = time.perf_counter) -> tuple[float, float, float]:
+def time_frame(
+    det: TimedDetector, jpeg: bytes, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, float, float]:
     """One frame: (preprocess, inference, postprocess) in milliseconds."""
     t0 = clock()
     tensor, meta = det.preprocess(decode_jpeg(jpeg))
@@ -86,7 +84,12 @@ def time_frame(det: TimedDetector, jpeg: bytes, clock: Callable[[], float] = tim
 
 
 def run_interleaved(
-    variants: Mapping[str, TimedDetector], jpeg: bytes, *, runs: int, warmup: int, on_step: Callable[[], None] | None = None
+    variants: Mapping[str, TimedDetector],
+    jpeg: bytes,
+    *,
+    runs: int,
+    warmup: int,
+    on_step: Callable[[], None] | None = None,
 ) -> dict[str, Samples]:
     """Time every variant ``runs`` times, round-robin (A B A B ...), after ``warmup`` untimed rounds."""
     names = list(variants)
@@ -103,7 +106,11 @@ def run_interleaved(
 
 
 def batch_throughput(det: TimedDetector, image: np.ndarray, batch: int, *, runs: int, warmup: int = 1) -> float:
-    """Images per second of the inference call alone at a batch size (the model must accept that batch)."""
+    """Images per second of the inference call alone on a (batch, 3, H, W) tensor.
+
+    A dynamic-batch model runs it as one batch; a model built for a fixed batch runs it in
+    sequential chunks (see :func:`batch_mode`).
+    """
     tensor, _ = det.preprocess(image)
     batched = np.repeat(tensor, batch, axis=0)
     for _ in range(warmup):
@@ -112,6 +119,33 @@ def batch_throughput(det: TimedDetector, image: np.ndarray, batch: int, *, runs:
     for _ in range(runs):
         det.infer(batched)
     return batch * runs / (time.perf_counter() - t0)
+
+
+def batch_mode(det: Any, batch: int) -> tuple[str, str | None]:
+    """How ``det.infer`` runs ``batch`` images: ("batched" | "sequential" | "unknown", an explanation or None).
+
+    "batched": one runtime call (dynamic batch, or a model built for exactly that batch);
+    "sequential": the model's batch is fixed at another size, so the Detector runs chunks one after another.
+    """
+    backend = getattr(det, "backend", None)
+    if backend is None or not hasattr(backend, "fixed_batch"):
+        return "unknown", "the detector does not say whether its model takes a batch"
+    fixed = backend.fixed_batch
+    if fixed is None or fixed == batch:
+        return "batched", None
+    calls = -(-batch // fixed)
+    return "sequential", (
+        f"the model is built for batch {fixed}: {batch} images ran as {calls} sequential call(s); "
+        f"export with a dynamic batch (export.dynamic_batch=true) for a real batch"
+    )
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none): how busy the machine was."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def rss_mb() -> dict[str, float]:

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy.hwfloor import count_macs, floor_ms, measure_matmul, MatmulRate
+from deploy.hwfloor import MatmulRate, count_macs, floor_ms, measure_matmul
 from deploy.latency import STEPS, Samples, run_interleaved, summarize
 
 

@@ -75,6 +75,7 @@ class OrtBackend(Backend):
         threads: int | None = None,
         precision: str | None = None,
         providers: Sequence[str] | None = None,
+        allow_spinning: bool = True,
     ) -> None:
         import onnx
         import onnxruntime as ort
@@ -100,6 +101,8 @@ class OrtBackend(Backend):
         opts.intra_op_num_threads = threads or 0
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # spinning intra-op threads keep a core busy after each run: off when several sessions share few cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
@@ -118,7 +121,11 @@ class OrtBackend(Backend):
 
 
 def load(
-    path: Path, threads: int | None = None, precision: str | None = None, providers: Sequence[str] | None = None
+    path: Path,
+    threads: int | None = None,
+    precision: str | None = None,
+    providers: Sequence[str] | None = None,
+    allow_spinning: bool = True,
 ) -> OrtBackend:
     """Load an .onnx file on ONNX Runtime (graph optimisation ALL, ``threads`` intra-op threads)."""
-    return OrtBackend(path, threads=threads, precision=precision, providers=providers)
+    return OrtBackend(path, threads=threads, precision=precision, providers=providers, allow_spinning=allow_spinning)

@@ -109,7 +109,8 @@ class OpenVinoBackend(Backend):
         self.input_shape = tuple(d.get_length() if d.is_static else None for d in inp.get_partial_shape())
         self.input_dtype = np.dtype(inp.get_element_type().to_dtype())
         self._outputs = list(self.compiled.outputs)
-        self.output_names = [o.get_any_name() for o in self._outputs]
+        # ultralytics' INT8 IRs leave the output tensor unnamed: fall back to its ONNX-style name
+        self.output_names = [o.get_any_name() if o.get_names() else f"output{i}" for i, o in enumerate(self._outputs)]
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.hint = HINT_NAMES.get(hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint), "fp32")
         self.precision_detail = runtime_precision_counts(self.compiled, self.hint)

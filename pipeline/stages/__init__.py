@@ -13,6 +13,13 @@ from pipeline.runner import Stage
 # Stage modules in pipeline order. A module appears here once its stages work.
 STAGE_MODULES: tuple[str, ...] = (
     "pipeline.stages.data",
+    "pipeline.stages.train",
+    "pipeline.stages.export",
+    "pipeline.stages.quantize",
+    "pipeline.stages.peers",
+    "pipeline.stages.evaluate",
+    "pipeline.stages.bench",
+    "pipeline.stages.report",
 )
 
 
