@@ -117,10 +117,10 @@ def variants(files: dict[str, Path], peers: dict[str, tuple[Path, str, str]]) ->
                        options={"conf": 0.25})  # fmt: skip
 
     out = [
-        v(fp32, "onnxruntime", "fp32", "edgekd"),
-        v(fp32, "openvino", "fp32", "edgekd"),
-        v(files["onnxruntime"], "onnxruntime", "int8", "edgekd"),
-        v(files["openvino"], "openvino", "int8", "edgekd"),
+        v(fp32, "onnxruntime", "fp32", "float"),
+        v(fp32, "openvino", "fp32", "float"),
+        v(files["onnxruntime"], "onnxruntime", "int8", "head_float"),
+        v(files["openvino"], "openvino", "int8", "head_float"),
     ]
     out += [v(path, runtime, precision, "ultralytics") for path, runtime, precision in peers.values()]
     return out
@@ -151,10 +151,10 @@ def targets(payload: dict, plain_p50: float) -> list[tuple[str, bool, str]]:
     """(target, met, numbers) rows."""
     res = payload["variants"]
     p50 = {vid: r["inference"]["p50_ms"] for vid, r in res.items()}
-    int8 = {vid: p for vid, p in p50.items() if "/int8/edgekd" in vid}
+    int8 = {vid: p for vid, p in p50.items() if "/int8/head_float" in vid}
     best = min(int8, key=int8.__getitem__)
     floor = res[best]["floor"]
-    fp32_ort = p50["student/onnxruntime/fp32/edgekd"]
+    fp32_ort = p50["student/onnxruntime/fp32/float"]
     share = res[best]["pre_post_share"]
     rows = [
         ("INT8 p50 <= 1.25x floor", floor["ratio_to_floor"] <= 1.25,
@@ -167,13 +167,13 @@ def targets(payload: dict, plain_p50: float) -> list[tuple[str, bool, str]]:
          f"{res[best]['postprocess']['p50_ms']:.2f} ms, e2e {res[best]['end_to_end']['p50_ms']:.1f} ms)"),
     ]  # fmt: skip
     for runtime in ("onnxruntime", "openvino"):
-        ours, theirs = f"student/{runtime}/int8/edgekd", f"student/{runtime}/int8/ultralytics"
+        ours, theirs = f"student/{runtime}/int8/head_float", f"student/{runtime}/int8/ultralytics"
         if ours in p50 and theirs in p50:
             rows.append((f"no slower than ultralytics INT8 on {runtime}", p50[ours] <= p50[theirs] * 1.02,
                          f"{p50[ours]:.1f} vs {p50[theirs]:.1f} ms"))  # fmt: skip
         else:
             rows.append((f"no slower than ultralytics INT8 on {runtime}", False, f"{theirs} missing"))
-    harness = p50["student/onnxruntime/int8/edgekd"]
+    harness = p50["student/onnxruntime/int8/head_float"]
     rows.append(("harness p50 within 15% of plain onnxruntime", abs(harness / plain_p50 - 1) <= 0.15,
                  f"{harness:.1f} vs {plain_p50:.1f} ms ({100 * (harness / plain_p50 - 1):+.1f}%)"))  # fmt: skip
     return rows
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     load_now = os.getloadavg()
     print(f"load average before timing: {load_now[0]:.2f} {load_now[1]:.2f} {load_now[2]:.2f}", file=sys.stderr)
     payload = run_benchmark(variants(files, peers), jpeg, info, threads=args.threads, runs=args.runs,
-                            warmup=args.warmup, batch=4, reference="student/onnxruntime/fp32/edgekd")  # fmt: skip
+                            warmup=args.warmup, batch=4, reference="student/onnxruntime/fp32/float")  # fmt: skip
     plain = plain_onnxruntime_p50(files["onnxruntime"], args.threads, runs=max(20, args.runs // 2))
     (args.work / "bench.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     console = Console(width=200)

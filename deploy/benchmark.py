@@ -37,7 +37,7 @@ class Variant:
     """One thing to time: a model file on a backend.
 
     Attributes:
-        id: unique key of the result (e.g. ``student/onnxruntime/int8/edgekd``).
+        id: unique key of the result (e.g. ``student/onnxruntime/int8/head_float``).
         path: the model file (.onnx, .xml, .engine, .pt with a loader that knows it).
         backend: registry name; None picks it from the extension.
         precision: what the file is meant to be (fp32, fp16, int8); the result also records what ran.

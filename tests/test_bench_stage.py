@@ -17,9 +17,9 @@ from pipeline.runner import StageContext
 from pipeline.stages import bench as bench_stage
 
 EXPECTED = {
-    "student/onnxruntime/fp32/edgekd",
-    "student/openvino/fp32/edgekd",
-    "student/onnxruntime/int8/edgekd",
+    "student/onnxruntime/fp32/float",
+    "student/openvino/fp32/float",
+    "student/onnxruntime/int8/head_float",
     "student/onnxruntime/int8/naive",
     "student/onnxruntime/fp32/ultralytics",
 }
@@ -108,10 +108,10 @@ def test_stage_times_every_variant_interleaved(run_dir, tmp_path, fast_floor):
     bench_stage._bench(_ctx(run_dir, tmp_path / "out"))
     data = json.loads((tmp_path / "out/bench.json").read_text())
     assert set(data["variants"]) == EXPECTED
-    assert data["reference"] == "student/onnxruntime/fp32/edgekd"
+    assert data["reference"] == "student/onnxruntime/fp32/float"
     assert set(data["floor"]) == {"int8", "fp32"}
     notes = " ".join(data["notes"])
-    assert "student/tensorrt/int8/edgekd" in notes  # TensorRT: a Q/DQ ONNX needs an engine built on the device
+    assert "student/tensorrt/int8/head_float" in notes  # TensorRT: a Q/DQ ONNX needs an engine built on the device
     assert "onnxruntime_fallback.onnx" in notes and "missing" in notes
     for vid, r in data["variants"].items():
         model, runtime, precision, recipe = vid.split("/")
@@ -131,7 +131,7 @@ def test_report_reads_bench_json(run_dir, tmp_path, fast_floor):
     bench_stage._bench(_ctx(run_dir, tmp_path / "bench"))
     got = Collected()
     read_bench(tmp_path / "bench", got)
-    assert got.reference == "student/onnxruntime/fp32/edgekd"
+    assert got.reference == "student/onnxruntime/fp32/float"
     ids = {"/".join(str(r[k]) for k in ("model", "runtime", "precision", "recipe")) for r in got.rows}
     assert ids == EXPECTED
     assert all(r["latency_p50_ms"] > 0 and r["executed_precision"] for r in got.rows)
@@ -172,7 +172,7 @@ def test_corrupt_quantize_json_names_the_file(tmp_path):
 def test_records_accepts_the_reasonable_shapes(obj, tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"x")
     recs = bench_stage.records(obj)
-    arts = [bench_stage._artifact(tmp_path, "export", r, "edgekd") for r in recs]
+    arts = [bench_stage._artifact(tmp_path, "export", r, "float") for r in recs]
     assert [(a.model, a.rel) for a in arts] == [("m", "export/m.onnx")]
 
 
@@ -180,7 +180,7 @@ def test_export_falls_back_to_onnx_files(tmp_path):
     (tmp_path / "teacher.onnx").write_bytes(b"x")
     (tmp_path / "student.onnx").write_bytes(b"x")
     arts, notes = bench_stage.export_artifacts(tmp_path)
-    assert [a.id for a in arts] == ["student/onnxruntime/fp32/edgekd", "teacher/onnxruntime/fp32/edgekd"]
+    assert [a.id for a in arts] == ["student/onnxruntime/fp32/float", "teacher/onnxruntime/fp32/float"]
     assert notes == []
 
 
@@ -190,11 +190,11 @@ def test_openvino_ir_from_quantize_replaces_the_onnx_row(tmp_path):
     q = tmp_path / "quantize"
     (q / "student").mkdir(parents=True)
     (q / "student/openvino_fp32.xml").write_bytes(b"x")
-    _write(q / "quantize.json", [{"model": "student", "runtime": "openvino", "precision": "fp32", "recipe": None,
+    _write(q / "quantize.json", [{"model": "student", "runtime": "openvino", "precision": "fp32", "recipe": "float",
                                   "path": "student/openvino_fp32.xml"}])  # fmt: skip
     arts, _ = bench_stage.collect({"export": tmp_path / "export", "quantize": q})
     ov = [a for a in arts if a.runtime == "openvino"]
-    assert [(a.id, a.rel) for a in ov] == [("student/openvino/fp32/edgekd", "quantize/student/openvino_fp32.xml")]
+    assert [(a.id, a.rel) for a in ov] == [("student/openvino/fp32/float", "quantize/student/openvino_fp32.xml")]
 
 
 def test_stage_registered_after_peers_and_before_report():

@@ -101,7 +101,7 @@ def fake_bench(ctx: StageContext) -> None:
         ctx.out / "bench.json",
         {
             "schema": "edgekd.bench/v1",
-            "reference": "student/onnxruntime/fp32/edgekd",
+            "reference": "student/onnxruntime/fp32/float",
             "variants": variants,
             "notes": [],
         },

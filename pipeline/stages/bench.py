@@ -9,8 +9,9 @@ Reads (each optional, read defensively; paths in them are relative to their stag
 - ``peers/peers.json``: ``{"artifacts": [{model, variant, runtime, precision, path}]}``: ultralytics' exports.
 
 Writes ``bench.json`` (see :mod:`pipeline.bench`) whose variant ids are
-``<model>/<runtime>/<precision>/<recipe>``, recipe one of edgekd | naive | fallback | ultralytics, and whose
-``reference`` is ``student/onnxruntime/fp32/edgekd`` when the run has it.
+``<model>/<runtime>/<precision>/<recipe>``, recipe one of float | head_float (edgekd INT8) | naive | fallback | ultralytics (the names of
+:mod:`pipeline.artifacts`), and whose
+``reference`` is ``student/onnxruntime/fp32/float`` when the run has it.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from deploy.errors import StageError
 from pipeline.config import Config
 from pipeline.runner import Stage, StageContext
 
-REFERENCE = "student/onnxruntime/fp32/edgekd"
-RECIPES = {"head_float": "edgekd", "edgekd": "edgekd", "naive": "naive", "fallback": "fallback"}
+REFERENCE = "student/onnxruntime/fp32/float"
+RECIPES = {"head_float": "head_float", "float": "float", "naive": "naive", "fallback": "fallback"}
 RUNTIME_FILES = {"onnxruntime": (".onnx",), "openvino": (".xml", ".onnx"), "tensorrt": (".engine", ".plan")}
 
 
@@ -103,7 +104,7 @@ def export_artifacts(folder: Path) -> tuple[list[Artifact], list[str]]:
     if not recs:
         recs = [{"model": p.stem, "path": p.name} for p in sorted(folder.glob("*.onnx"))]
     fixed = [{**rec, "runtime": "onnxruntime", "precision": rec.get("precision", "fp32")} for rec in recs]
-    return _split([_artifact(folder, "export", rec, "edgekd") for rec in fixed])
+    return _split([_artifact(folder, "export", rec, "float") for rec in fixed])
 
 
 def listed_artifacts(folder: Path, stage: str, name: str, recipe: str | None) -> tuple[list[Artifact], list[str]]:
@@ -138,7 +139,7 @@ def collect(inputs: Mapping[str, Path]) -> tuple[list[Artifact], list[str]]:
             got, n = listed_artifacts(inputs[stage], stage, name, recipe)
             arts += got
             notes += n
-    has_ir = {(a.model, a.precision) for a in arts if a.runtime == "openvino" and a.recipe == "edgekd"}
+    has_ir = {(a.model, a.precision) for a in arts if a.runtime == "openvino" and a.recipe == "float"}
     openvino = [
         Artifact(a.model, "openvino", a.precision, a.recipe, a.path, a.rel)
         for a in exported
@@ -186,7 +187,7 @@ def to_variants(arts: list[Artifact], conf: float) -> list[Any]:
 def choose_reference(ids: list[str]) -> str | None:
     if REFERENCE in ids:
         return REFERENCE
-    return next((i for i in ids if i.endswith("/onnxruntime/fp32/edgekd")), None)
+    return next((i for i in ids if i.endswith("/onnxruntime/fp32/float")), None)
 
 
 def _bench(ctx: StageContext) -> None:
