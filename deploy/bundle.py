@@ -21,7 +21,6 @@ All paths inside a bundle are relative, so it can be copied anywhere (a Jetson).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -41,12 +40,7 @@ _CHUNK = 1 << 20
 
 
 # ---------------------------------------------------------------- files and checksums
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from deploy.provenance import sha256_file  # noqa: E402  (re-exported: bundle users import it from here)
 
 
 def file_table(root: Path, exclude: tuple[str, ...] = (BUNDLE_JSON, SUMS)) -> dict[str, dict[str, Any]]:

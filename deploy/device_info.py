@@ -8,11 +8,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from deploy.power import read_clocks, read_nvpmodel
+from deploy.provenance import cpu_name
+from deploy.provenance import package_versions as _versions
 
 PACKAGES = (
     "edgekd",
@@ -29,23 +30,7 @@ PACKAGES = (
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    return _versions(names)
 
 
 def machine_info() -> dict[str, Any]:

@@ -13,13 +13,13 @@ bench.json::
 from __future__ import annotations
 
 import hashlib
-import platform
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from deploy.benchmark import Loader, Variant, benchmark_variants, default_loader, hardware_floor, rates_json
 from deploy.errors import InputError
+from deploy.provenance import cpu_name
 
 BENCH_SCHEMA = "edgekd.bench/v1"
 FRAME_SIZE = (1280, 720)  # width, height: a dash-camera frame, like BDD100K
@@ -128,16 +128,6 @@ def machine_info() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"cpu": cpu_name(), "cores": default_threads(), "load_before": load_average(), "versions": versions}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_benchmark(

@@ -20,23 +20,14 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deploy.errors import StageError
+from deploy.provenance import package_versions, sha256_file
 from pipeline.config import Config
 
 MANIFEST_VERSION = 1
-_CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def list_files(root: Path, volatile: tuple[str, ...] = ()) -> list[Path]:
@@ -64,14 +55,7 @@ def tree_digest(files: dict[str, dict[str, Any]]) -> str:
     return h.hexdigest()
 
 
-def tool_versions(names: Iterable[str]) -> dict[str, str]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+tool_versions = package_versions  # the versions that go into a stage's cache key
 
 
 @dataclass

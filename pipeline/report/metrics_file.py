@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import InputError
+from deploy.provenance import cpu_name
 
 SCHEMA_VERSION = "1.0"
 ACCURACY_KEYS = (
@@ -240,27 +241,17 @@ def machine_info() -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return {
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores": max(1, cores),
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
-    from pipeline.runner import tool_versions
+    from deploy.provenance import package_versions as versions
 
-    return tool_versions(names)
+    return versions(names)
 
 
 def make_provenance(cfg: Any) -> dict[str, Any]:
