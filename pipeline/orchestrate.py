@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,10 +13,20 @@ from pipeline.runner import Runner
 from pipeline.stages import all_stages
 
 
+def _tracker(console: Console) -> Callable[..., Iterable[Any]]:
+    """Rich progress bars for long loops inside stages (a bar per loop, transient in a terminal)."""
+    from rich.progress import track
+
+    def tracked(items: Iterable[Any], description: str = "", total: float | None = None) -> Iterable[Any]:
+        return track(items, description=description, total=total, console=console, transient=console.is_terminal)
+
+    return tracked
+
+
 def run_pipeline(cfg: Config, force: Sequence[str] = (), until: str | None = None) -> int:
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"[bold]edgekd run[/] profile={cfg.profile} run_dir={cfg.run_dir}")
-    runner = Runner(cfg, all_stages(), log=lambda msg: console.print(escape(msg)))
+    runner = Runner(cfg, all_stages(), log=lambda msg: console.print(escape(msg)), track=_tracker(console))
     if until is not None and until not in runner.by_name:
         from deploy.errors import StageError
 

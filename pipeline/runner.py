@@ -68,7 +68,8 @@ class StageContext:
     run_dir: Path
     inputs: dict[str, Path]
     log: Callable[[str], None] = print
-    progress: Any = None
+    track: Callable[..., Iterable[Any]] = field(default=lambda items, description="", total=None: items)
+    """``ctx.track(items, description, total)``: iterate with a progress bar (plain iteration by default)."""
 
     def upstream(self, stage: str) -> Path:
         try:
@@ -136,13 +137,20 @@ class StageResult:
 class Runner:
     """Runs stages in order, skipping those whose key and outputs are unchanged."""
 
-    def __init__(self, cfg: Config, stages: Sequence[Stage], log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        stages: Sequence[Stage],
+        log: Callable[[str], None] = print,
+        track: Callable[..., Iterable[Any]] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.stages = list(stages)
         self.by_name = {s.name: s for s in self.stages}
         self.run_dir = cfg.run_dir
         self.manifest = Manifest(self.run_dir / "manifest.json")
         self.log = log
+        self.track = track
 
     # -- keys ------------------------------------------------------------
     def key(self, stage: Stage) -> str:
@@ -231,6 +239,8 @@ class Runner:
         tmp.mkdir(parents=True)
         inputs = {up: self.run_dir / up for up in self.active_upstream(stage)}
         ctx = StageContext(self.cfg, stage.name, tmp, self.run_dir, inputs, self.log)
+        if self.track is not None:
+            ctx.track = self.track
         started = time.time()
         t0 = time.perf_counter()
         self.manifest.set_stage(stage.name, {"status": "running", "key": key, "started": started})

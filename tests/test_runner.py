@@ -184,3 +184,19 @@ def test_volatile_files_do_not_invalidate(tmp_path):
     assert [r.status for r in Runner(cfg, stages, log=lambda m: None).run()] == ["cached"]
     (cfg.run_dir / "data" / "labels" / "extra.txt").write_text("x")
     assert [r.status for r in Runner(cfg, stages, log=lambda m: None).run()] == ["ran"]
+
+
+def test_stages_get_the_runner_progress_tracker(tmp_path):
+    seen: list[str] = []
+
+    def track(items, description="", total=None):
+        seen.append(description)
+        return items
+
+    def loop(ctx: StageContext) -> None:
+        for _ in ctx.track(range(3), "frames", 3):
+            pass
+        (ctx.out / "x").write_text("x")
+
+    Runner(_cfg(tmp_path), [Stage("s", loop)], log=lambda m: None, track=track).run()
+    assert seen == ["frames"]

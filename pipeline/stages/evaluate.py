@@ -84,7 +84,7 @@ def run_evaluate(ctx: StageContext) -> None:
     rows: list[dict[str, Any]] = []
     tables: dict[str, Any] = {"per_class": [], "per_condition": [], "robustness": [], "distractors": [], "curves": {}, "thresholds": {}}
     artifacts = list_artifacts(ctx.run_dir)
-    for i, art in enumerate(artifacts, 1):
+    for i, art in enumerate(ctx.track(artifacts, "[evaluate] variants", len(artifacts)), 1):
         det = Detector(art.path, conf=ev.conf_threshold, iou=ev.nms_iou, max_det=ev.max_det, threads=cfg.benchmark.threads)
         dets = predict_coco(det, gt, data)
         result = evaluate(gt, dets, opts, dis, sources=(str(data / "annotations/val_coco.json"), art.id, "distractors"))

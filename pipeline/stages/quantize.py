@@ -227,7 +227,8 @@ def run_quantize(ctx: StageContext) -> None:
         raise StageError(f"{manifest}: the calibration set is empty; rerun the calib stage with data.calib.n >= 1")
     rows: list[dict[str, Any]] = []
     models: dict[str, Any] = {}
-    for record in _export_records(ctx):
+    records = _export_records(ctx)
+    for record in ctx.track(records, "[quantize] models", len(records)):
         prov = Provenance(
             calibration_manifest=f"calib/{CALIBRATION}",
             calibration_sha256=sha256_file(manifest),
