@@ -42,8 +42,8 @@ def build_student(work: Path, seed: int = 0) -> Path:
         return pt
     torch.manual_seed(seed)
     model = DetectionModel("yolov8s.yaml", nc=len(NAMES), verbose=False).eval()
-    model.names = dict(enumerate(NAMES))
-    model.args = {"task": "detect", "imgsz": IMGSZ}
+    model.names = dict(enumerate(NAMES))  # type: ignore[assignment]  # plain attributes on the nn.Module
+    model.args = {"task": "detect", "imgsz": IMGSZ}  # type: ignore[assignment]
     torch.save({"model": model, "train_args": {"task": "detect", "imgsz": IMGSZ}, "epoch": -1}, pt)
     return pt
 

@@ -15,7 +15,8 @@ from deploy.benchmark import Variant
 from deploy.errors import InputError
 from pipeline.config import BenchmarkCfg
 
-_DEFAULTS = BenchmarkCfg().model_dump(include={"runs", "warmup", "threads", "batch", "conf"})  # one source of truth
+# the config's defaults, one source of truth
+_DEFAULTS = BenchmarkCfg.model_validate({}).model_dump(include={"runs", "warmup", "threads", "batch", "conf"})
 
 
 def register(sub: argparse._SubParsersAction) -> None:
