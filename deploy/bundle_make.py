@@ -8,7 +8,7 @@ recorded in ``bundle.json``'s ``notes``):
   list alone), ``path`` relative to ``quantize/`` (or to RUN_DIR, or absolute);
 - ``calib/calibration.json``; ``data/annotations/val_coco.json`` (+ ``val_distractors.json``) and its images;
 - ``evaluate/metrics_rows.json`` (rows validated for this model) and ``evaluate/tables.json`` (``per_class``
-  entries ``{"variant": "<model>/<runtime>/fp32", "class", "op_threshold"}``) for the operating-point thresholds;
+  entries ``{"variant": "<model>/<runtime>/fp32/float", "class", "op_threshold"}``) for the operating-point thresholds;
   when absent, the thresholds come from the bundled evaluation set itself (and bundle.json says so);
 - ``manifest.json``: ``config_digest`` (the config hash reported with device results).
 """
@@ -227,7 +227,7 @@ def _quant_artifacts(run_dir: Path, root: Path, opt: BundleOptions, notes: list[
             (p for p in (qdir / e["path"], run_dir / e["path"], Path(e["path"])) if p.is_file()), qdir / e["path"]
         )
         recipe = e.get("recipe")
-        stem = "_".join(str(x) for x in (opt.model, e["runtime"], recipe or e["precision"]))
+        stem = "_".join(str(x) for x in (opt.model, e["runtime"], e["precision"], *([recipe] if recipe else [])))
         rel = f"models/{stem}{src.suffix}"
         info = copy_checked(
             src, root / rel, e.get("sha256"), f"{e['runtime']} {e['precision']} artifact of {opt.model}"
@@ -291,8 +291,9 @@ def _thresholds(run_dir: Path, model: str, metrics: dict[str, Any], n: int, note
     if tables.is_file():
         data = read_json(tables, "evaluation tables")
         entries = data.get("per_class", []) if isinstance(data, dict) else []
-        for runtime in ("onnxruntime", "openvino", "pytorch"):
-            vid = f"{model}/{runtime}/fp32"
+        for vid in (
+            f"{model}/{rt}/fp32{suffix}" for rt in ("onnxruntime", "openvino", "pytorch") for suffix in ("/float", "")
+        ):
             per_class = {
                 e["class"]: e["op_threshold"]
                 for e in entries
