@@ -96,7 +96,7 @@ def test_verify_passes_with_parity(bundle):
 
 @pytest.mark.parametrize(
     "rel",
-    ["models/distill_fp32.onnx", "models/distill_tensorrt_qdq.onnx", "eval/annotations/val_coco.json", "bundle.json"],
+    ["models/distill_fp32.onnx", "models/distill_tensorrt_int8_qdq.onnx", "eval/annotations/val_coco.json", "bundle.json"],
 )
 def test_a_flipped_byte_is_caught_and_named(bundle, tmp_path, rel):
     copy = fresh_copy(bundle, tmp_path)

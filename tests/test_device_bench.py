@@ -156,7 +156,7 @@ def test_build_engines_with_a_stand_in_builder(bundle, tmp_path):
     built, records = build_engines(plans, bundle, tmp_path, manifest, builder, 512, log=lambda s: None)
     assert calls == [
         ("distill_fp32.onnx", "fp16", "timing.cache", 512),
-        ("distill_tensorrt_qdq.onnx", "int8", "timing.cache", 512),
+        ("distill_tensorrt_int8_qdq.onnx", "int8", "timing.cache", 512),
     ]
     engines = [p for p in built if p.runtime == "tensorrt"]
     assert all(Path(p.path).is_file() and p.build is None for p in engines)
