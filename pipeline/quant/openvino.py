@@ -105,7 +105,11 @@ def quantize(
     advanced: AdvancedOptions,
 ) -> QuantResult:
     """INT8 IR: ``out/openvino_<recipe>.xml`` + ``.bin`` (NNCF, preset MIXED, head ignored)."""
+    import logging
+
     import nncf
+
+    nncf.set_log_level(logging.WARNING)  # its per-node INFO lines drown the pipeline's own log
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
 
     from pipeline.quant.head import openvino_head
