@@ -6,13 +6,11 @@ No timestamps and no host name: the result goes into metrics.json provenance.
 from __future__ import annotations
 
 import importlib.util
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
 from deploy.power import read_clocks, read_nvpmodel
-from deploy.provenance import cpu_name
+from deploy.provenance import machine_info
 from deploy.provenance import package_versions as _versions
 
 PACKAGES = (
@@ -31,18 +29,6 @@ PACKAGES = (
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return _versions(names)
-
-
-def machine_info() -> dict[str, Any]:
-    """The ``machine`` block of metrics.json provenance: platform, cpu, cores, python, machine."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cores": max(1, cores),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-    }
 
 
 def jetson_model(root: Path = Path("/")) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 from collections.abc import Iterable
 from importlib import metadata
@@ -29,6 +30,18 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "absent"
     return out
+
+
+def machine_info() -> dict[str, object]:
+    """The ``machine`` block of metrics.json provenance: platform, CPU, usable cores, Python (no host name, no time)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cores": max(1, cores),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
 
 
 def cpu_name() -> str:

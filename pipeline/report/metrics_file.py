@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -22,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import InputError
-from deploy.provenance import cpu_name
+from deploy.provenance import machine_info
 
 SCHEMA_VERSION = "1.0"
 ACCURACY_KEYS = (
@@ -236,18 +234,6 @@ def _clean(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------- provenance
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU model, usable cores, Python version (no host name, no time)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cores": max(1, cores),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-    }
-
-
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
     from deploy.provenance import package_versions as versions
 
