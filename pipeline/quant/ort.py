@@ -141,6 +141,31 @@ def run_quantize_static(
     return model
 
 
+def quantize_without_head(
+    model_path: Path,
+    dst: Path,
+    *,
+    calibration: list[Path],
+    method: CalibrationMethod,
+    advanced: AdvancedOptions,
+    **options: Any,
+) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+    """Pre-process, find the decode head, calibrate and write a QDQ model with the head (and keep_float) in float.
+
+    ``options`` go to :func:`run_quantize_static` (per_channel, activation_type, op_types, extra).
+    Returns (the quantized ModelProto, the excluded node names, the head's node names).
+    """
+    from pipeline.quant.head import onnx_head
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-qdq-") as tmp:
+        pre = Path(tmp) / "preprocessed.onnx"
+        head = onnx_head(preprocess_model(model_path, pre))
+        excluded = (*head.nodes, *advanced.keep_float)
+        reader = CalibrationReader.for_model(pre, calibration)
+        model = run_quantize_static(pre, dst, reader, method=method, advanced=advanced, exclude=excluded, **options)
+    return model, tuple(excluded), tuple(head.nodes)
+
+
 def quantize(
     model_path: Path,
     *,
@@ -157,25 +182,11 @@ def quantize(
         return naive.quantize(model_path, calibration=calibration, out=out, advanced=advanced)
     from onnxruntime.quantization import QuantType
 
-    from pipeline.quant.head import onnx_head
-
     dst = out / f"{artifact_stem(Runtime.ONNXRUNTIME, recipe)}.onnx"
-    with tempfile.TemporaryDirectory(prefix="edgekd-ort-") as tmp:
-        pre = Path(tmp) / "preprocessed.onnx"
-        head = onnx_head(preprocess_model(model_path, pre))
-        excluded = (*head.nodes, *advanced.keep_float)
-        reader = CalibrationReader.for_model(pre, calibration)
-        model = run_quantize_static(
-            pre,
-            dst,
-            reader,
-            method=method,
-            advanced=advanced,
-            exclude=excluded,
-            per_channel=advanced.per_channel,
-            activation_type=QuantType.QUInt8,
-            extra=HEAD_FLOAT_OPTIONS,
-        )
+    model, excluded, head_nodes = quantize_without_head(
+        model_path, dst, calibration=calibration, method=method, advanced=advanced,
+        per_channel=advanced.per_channel, activation_type=QuantType.QUInt8, extra=HEAD_FLOAT_OPTIONS,
+    )  # fmt: skip
     return QuantResult(
         path=dst,
         runtime=Runtime.ONNXRUNTIME,
@@ -188,7 +199,7 @@ def quantize(
             "format": "QDQ",
             "activations": "uint8 asymmetric",
             "weights": "int8 symmetric " + ("per-channel" if advanced.per_channel else "per-tensor"),
-            "head_nodes": list(head.nodes),
+            "head_nodes": list(head_nodes),
             "keep_float": list(advanced.keep_float),
             "calibration_frames": len(calibration),
             "ops": count_ops(model),

@@ -11,11 +11,9 @@ residual Add, pooling, resize); the decode head stays float like everywhere else
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from pipeline.quant import AdvancedOptions, CalibrationMethod, Precision, QuantResult, Recipe, Runtime, artifact_stem
-from pipeline.quant.calib_reader import CalibrationReader
 
 # Op types TensorRT executes in INT8 when their inputs carry Q/DQ (copy/shape ops and activations are left to
 # TensorRT's own Q/DQ propagation and fusions).
@@ -58,27 +56,13 @@ def quantize(
     """``out/tensorrt_<recipe>.onnx``: symmetric int8 Q/DQ, per-channel weights, head in float."""
     from onnxruntime.quantization import QuantType
 
-    from pipeline.quant.head import onnx_head
-    from pipeline.quant.ort import count_ops, preprocess_model, run_quantize_static
+    from pipeline.quant.ort import count_ops, quantize_without_head
 
     dst = out / f"{artifact_stem(Runtime.TENSORRT, recipe)}.onnx"
-    with tempfile.TemporaryDirectory(prefix="edgekd-trt-") as tmp:
-        pre = Path(tmp) / "preprocessed.onnx"
-        head = onnx_head(preprocess_model(model_path, pre))
-        excluded = (*head.nodes, *advanced.keep_float)
-        reader = CalibrationReader.for_model(pre, calibration)
-        model = run_quantize_static(
-            pre,
-            dst,
-            reader,
-            method=method,
-            advanced=advanced,
-            exclude=excluded,
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            op_types=list(TRT_OP_TYPES),
-            extra=trt_extra_options(),
-        )
+    model, excluded, head_nodes = quantize_without_head(
+        model_path, dst, calibration=calibration, method=method, advanced=advanced,
+        per_channel=True, activation_type=QuantType.QInt8, op_types=list(TRT_OP_TYPES), extra=trt_extra_options(),
+    )  # fmt: skip
     return QuantResult(
         path=dst,
         runtime=Runtime.TENSORRT,
@@ -92,7 +76,7 @@ def quantize(
             "activations": "int8 symmetric",
             "weights": "int8 symmetric per-channel (float weights + Q/DQ)",
             "op_types": list(TRT_OP_TYPES),
-            "head_nodes": list(head.nodes),
+            "head_nodes": list(head_nodes),
             "keep_float": list(advanced.keep_float),
             "calibration_frames": len(calibration),
             "ops": count_ops(model),
