@@ -117,7 +117,8 @@ class OpenVinoBackend(Backend):
         self.executed_precision = summarize_precision(self.precision_detail, self.hint)
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        results = self.request.infer({0: self._cast_input(tensor)})
+        # share_inputs: OpenVINO reads the (contiguous) numpy buffer in place instead of copying it first
+        results = self.request.infer({0: np.ascontiguousarray(self._cast_input(tensor))}, share_inputs=True)
         return {name: np.array(results[port]) for name, port in zip(self.output_names, self._outputs, strict=True)}
 
 
