@@ -10,7 +10,7 @@ then times everything interleaved with the harness (:mod:`deploy.benchmark`) and
 2. student INT8 (best backend) >= 3x faster than student FP32 on ONNX Runtime;
 3. preprocess + postprocess <= 10% of end to end;
 4. edgekd INT8 no slower than ultralytics' INT8 export on either runtime;
-5. the harness's p50 within 15% of a plain ``session.run`` loop on the same file, in the same minute.
+5. the harness's p50 on the ONNX Runtime INT8 file alone, then a plain ``session.run`` loop right after: within 15%.
 
 Run (a few minutes; the CPU is shared, so run it when the load average is low)::
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -147,7 +148,15 @@ def plain_onnxruntime_p50(path: Path, threads: int, runs: int) -> float:
     return float(np.median(times))
 
 
-def targets(payload: dict, plain_p50: float) -> list[tuple[str, bool, str]]:
+def harness_alone_p50(variant, jpeg: bytes, info: dict, threads: int, runs: int) -> float:
+    """p50 (ms) of the harness's inference step on one variant alone (no interleaving), for the plain check."""
+    from pipeline.bench import run_benchmark
+
+    payload = run_benchmark([variant], jpeg, info, threads=threads, runs=runs, warmup=3, batch=1, floor=False)
+    return float(payload["variants"][variant.id]["inference"]["p50_ms"])
+
+
+def targets(payload: dict, harness_p50: float, plain_p50: float) -> list[tuple[str, bool, str]]:
     """(target, met, numbers) rows."""
     res = payload["variants"]
     p50 = {vid: r["inference"]["p50_ms"] for vid, r in res.items()}
@@ -169,11 +178,11 @@ def targets(payload: dict, plain_p50: float) -> list[tuple[str, bool, str]]:
     for runtime in ("onnxruntime", "openvino"):
         ours, theirs = f"student/{runtime}/int8/head_float", f"student/{runtime}/int8/ultralytics"
         if ours in p50 and theirs in p50:
-            rows.append((f"no slower than ultralytics INT8 on {runtime}", p50[ours] <= p50[theirs] * 1.02,
-                         f"{p50[ours]:.1f} vs {p50[theirs]:.1f} ms"))  # fmt: skip
+            rows.append((f"no slower than ultralytics INT8 on {runtime}", p50[ours] <= p50[theirs],
+                         f"{p50[ours]:.1f} vs {p50[theirs]:.1f} ms ({100 * (p50[ours] / p50[theirs] - 1):+.1f}%)"))
         else:
             rows.append((f"no slower than ultralytics INT8 on {runtime}", False, f"{theirs} missing"))
-    harness = p50["student/onnxruntime/int8/head_float"]
+    harness = harness_p50
     rows.append(("harness p50 within 15% of plain onnxruntime", abs(harness / plain_p50 - 1) <= 0.15,
                  f"{harness:.1f} vs {plain_p50:.1f} ms ({100 * (harness / plain_p50 - 1):+.1f}%)"))  # fmt: skip
     return rows
@@ -188,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", type=int, default=16, help="calibration frames")
     ap.add_argument("--image", type=Path, help="JPEG to time (default: a synthetic 1280x720 frame)")
     ap.add_argument("--build-only", action="store_true", help="build the artifacts, time nothing")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the exported/quantized/peer files already in --work (default: rebuild them, so "
+                         "the timings are of what the current code makes)")  # fmt: skip
     args = ap.parse_args(argv)
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
@@ -196,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.bench import floor_lines, load_image, run_benchmark, table
 
     args.work.mkdir(parents=True, exist_ok=True)
+    if not args.reuse:
+        for stale in ("export", "quantize", "peers"):
+            shutil.rmtree(args.work / stale, ignore_errors=True)
     pt = build_student(args.work)
     calib = calibration_frames(args.work, args.calib)
     files = export_and_quantize(pt, args.work, calib)
@@ -207,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before timing: {load_now[0]:.2f} {load_now[1]:.2f} {load_now[2]:.2f}", file=sys.stderr)
     payload = run_benchmark(variants(files, peers), jpeg, info, threads=args.threads, runs=args.runs,
                             warmup=args.warmup, batch=4, reference="student/onnxruntime/fp32/float")  # fmt: skip
-    plain = plain_onnxruntime_p50(files["onnxruntime"], args.threads, runs=max(20, args.runs // 2))
+    ort_int8 = next(v for v in variants(files, peers) if v.id == "student/onnxruntime/int8/head_float")
+    check_runs = max(20, args.runs // 2)
+    harness = harness_alone_p50(ort_int8, jpeg, info, args.threads, check_runs)  # then, in the same minute:
+    plain = plain_onnxruntime_p50(files["onnxruntime"], args.threads, runs=check_runs)
     (args.work / "bench.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     console = Console(width=200)
     console.print(table(payload))
@@ -216,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"machine: {payload['machine']['cpu']}, load {payload['machine']['load_before']} -> "
                   f"{payload['machine']['load_after']}")  # fmt: skip
     met = 0
-    rows = targets(payload, plain)
+    rows = targets(payload, harness, plain)
     for name, ok, numbers in rows:
         met += ok
         console.print(f"[{'green' if ok else 'red'}]{'MET ' if ok else 'MISS'}[/] {name}: {numbers}")

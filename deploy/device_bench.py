@@ -47,6 +47,8 @@ class DeviceBenchOptions:
     threads: int | None = None
     workspace_mb: int = 1024
     temp_limit_c: float = 90.0
+    trtexec: Path | None = None  # trtexec binary (default: PATH, then JetPack's /usr/src/tensorrt/bin)
+    use_trtexec: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -314,6 +316,7 @@ def run_device_bench(
                 **{k: e2e[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "n")},
             }
             details[plan.id] = {"steps": summary, "providers": getattr(det.backend, "providers", None)}
+            engine_rows = _engine_timing(det, plan, jpegs, options, details, notes, log)
             providers = getattr(det.backend, "providers", None)
             rows.append({
                 "model": plan.model, "runtime": plan.runtime, "precision": plan.precision, "recipe": plan.recipe,
@@ -323,7 +326,7 @@ def run_device_bench(
                 "latency_p50_ms": e2e["p50_ms"], "latency_p90_ms": e2e["p90_ms"], "latency_p99_ms": e2e["p99_ms"],
                 "inference_p50_ms": summary["inference"]["p50_ms"], "fps_end_to_end": round(1e3 / e2e["mean_ms"], 2),
                 "providers": ",".join(providers) if providers else None,
-                "energy_mj_per_frame": None, "power_w": None,
+                "energy_mj_per_frame": None, "power_w": None, **engine_rows,
             })  # fmt: skip
             tables["per_class"] += tabs["per_class"]
             tables["per_condition"] += tabs["per_condition"]
@@ -364,6 +367,30 @@ def run_device_bench(
     return DeviceBenchResult(
         rows, tables, provenance, ref if any(_vid(r) == ref for r in rows) else None, notes, device, details
     )
+
+
+def _engine_timing(
+    det: Any, plan: Plan, jpegs: list[bytes], options: DeviceBenchOptions, details: dict[str, Any],
+    notes: list[str], log: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """TensorRT rows only: GPU compute time by CUDA events and trtexec (into ``details``); the row's columns."""
+    if plan.runtime != "tensorrt":
+        return {}
+    from deploy.trt_timing import engine_timings
+
+    log(f"[{plan.id}] timing the engine alone (CUDA events{', trtexec' if options.use_trtexec else ''})")
+    timing, timing_notes = engine_timings(
+        det, jpegs[0], runs=options.runs, warmup=options.warmup, trtexec=options.trtexec,
+        use_trtexec=options.use_trtexec,
+    )  # fmt: skip
+    notes += [f"{plan.id}: {n}" for n in timing_notes]
+    details[plan.id]["tensorrt"] = timing
+    trtexec = timing["trtexec"] or {}
+    return {
+        "gpu_compute_p50_ms": round(timing["gpu_compute"]["p50_ms"], 4),
+        "trtexec_gpu_compute_p50_ms": trtexec.get("gpu_compute", {}).get("p50_ms"),
+        "trtexec_throughput_qps": trtexec.get("throughput_qps"),
+    }
 
 
 def _vid(row: dict[str, Any]) -> str:

@@ -91,14 +91,19 @@ def run_interleaved(
     warmup: int,
     on_step: Callable[[], None] | None = None,
 ) -> dict[str, Samples]:
-    """Time every variant ``runs`` times, round-robin (A B A B ...), after ``warmup`` untimed rounds."""
+    """Time every variant ``runs`` times, round-robin, after ``warmup`` untimed rounds.
+
+    Round ``r`` starts at variant ``r mod n`` (A B C, B C A, C A B, ...): drift hits all variants alike, and no
+    variant always runs right after the same neighbour (whose cache and memory footprint it would inherit).
+    """
     names = list(variants)
     for _ in range(warmup):
         for name in names:
             time_frame(variants[name], jpeg)
     out = {name: Samples() for name in names}
-    for _ in range(runs):
-        for name in names:
+    for r in range(runs):
+        k = r % len(names) if names else 0
+        for name in names[k:] + names[:k]:
             out[name].add(*time_frame(variants[name], jpeg))
             if on_step is not None:
                 on_step()

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+import cv2
 import numpy as np
 
 from deploy.detections import Detections
@@ -63,47 +64,29 @@ def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     return out
 
 
-def box_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (4,) xyxy box with (N, 4) xyxy boxes -> (N,). Zero-area unions give 0 (not NaN)."""
-    xx1 = np.maximum(box[0], boxes[:, 0])
-    yy1 = np.maximum(box[1], boxes[:, 1])
-    xx2 = np.minimum(box[2], boxes[:, 2])
-    yy2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
-    return iou.astype(boxes.dtype, copy=False)
-
-
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_keep: int | None = None) -> np.ndarray:
-    """Greedy NMS (torchvision semantics): indices of kept boxes, by decreasing score.
+    """Greedy NMS (torchvision semantics) by OpenCV's ``cv2.dnn.NMSBoxes``: kept indices, by decreasing score.
 
     Args:
         boxes: (N, 4) xyxy.
         scores: (N,).
         iou: a box is suppressed when its IoU with a kept, higher-scored box is ``> iou``.
-        max_keep: stop after this many kept boxes (the result equals the first ``max_keep`` of a full run).
+        max_keep: keep only the first ``max_keep`` kept boxes (the result of a full run, truncated).
 
     Returns:
-        (K,) int64 indices into ``boxes``.
+        (K,) int64 indices into ``boxes``; equal scores keep the lower index first.
     """
     n = len(scores)
     if n == 0:
         return np.zeros(0, np.int64)
-    order = np.argsort(-scores, kind="stable")
-    limit = n if max_keep is None else max_keep
-    keep: list[int] = []
-    while order.size and len(keep) < limit:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        if not rest.size:
-            break
-        order = rest[box_iou_one_to_many(boxes[i], boxes[rest]) <= iou]
-    return np.asarray(keep, np.int64)
+    xyxy = np.asarray(boxes, np.float64)
+    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+    # OpenCV needs scores > a threshold >= 0 and orders ties its own way: give it each box's rank instead
+    # (n for the best, 1 for the worst; a stable sort, so equal scores keep index order), exact in float32.
+    rank = np.empty(n, np.float32)
+    rank[np.argsort(-np.asarray(scores), kind="stable")] = np.arange(n, 0, -1, dtype=np.float32)
+    keep = np.asarray(cv2.dnn.NMSBoxes(xywh, rank, 0.0, float(iou)), np.int64).reshape(-1)
+    return keep if max_keep is None else keep[:max_keep]
 
 
 def batched_nms(

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 STUBS_VERSION="10.13.0.35.1"
 STUBS_DIR="${EDGEKD_TRT_STUBS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgekd/tensorrt-stubs-${STUBS_VERSION}}"
 PY="${PYTHON:-python}"
-FILES=(deploy/trt_build.py pipeline/commands/deploy.py)
+FILES=(deploy/trt_build.py deploy/backends/tensorrt.py deploy/trt_timing.py pipeline/commands/deploy.py)
 
 if [ ! -d "${STUBS_DIR}/tensorrt_stubs-${STUBS_VERSION}.dist-info" ] || [ ! -f "${STUBS_DIR}/tensorrt/__init__.pyi" ]; then
   echo "mypy_trt: installing tensorrt-stubs==${STUBS_VERSION} (no deps) into ${STUBS_DIR}"

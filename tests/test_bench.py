@@ -91,8 +91,18 @@ def test_interleaved_a_b_a_b_on_real_detectors(models):
     frame = real_or_synthetic_frames(1)[0][0]
     jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
     vs = [Variant("A", models["onnx"]), Variant("B", models["onnx_dyn"])]
-    benchmark_variants(vs, jpeg, threads=1, runs=3, warmup=1, batch=1, load=load, keep_samples=False)
-    assert order[:8] == ["A", "B"] * 4  # 1 warm-up round + 3 timed rounds, then throughput
+    loads: list[str] = []
+
+    def load_and_count(v: Variant, threads: int):
+        loads.append(v.id)
+        return load(v, threads)
+
+    res = benchmark_variants(vs, jpeg, threads=1, runs=3, warmup=1, batch=1, load=load_and_count, keep_samples=False)
+    # loaded A, B: warm-up round, 2 timed rounds (the second starting at B); reloaded B, A: warm-up, 1 timed round;
+    # then throughput
+    assert loads == ["A", "B", "B", "A"]
+    assert "".join(order[:10]) == "AB" + "AB" + "BA" + "BA" + "BA"
+    assert res["A"]["inference"]["n"] == res["B"]["end_to_end"]["n"] == 3
 
 
 def test_harness_sessions_do_not_spin(models):

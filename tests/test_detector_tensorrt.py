@@ -28,6 +28,7 @@ from deploy.postprocess import postprocess
 from deploy.preprocess import preprocess
 
 NC, A, IMGSZ = 2, 6, (32, 64)
+FAKE_ENGINE_MS = 2.5  # the fake engine's GPU time per execute_async_v3 (read by CUDA-event timing tests)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
@@ -95,16 +96,8 @@ def test_precision_from_counts():
 
 
 def test_engine_plumbing_with_fake_runtime(tmp_path, monkeypatch):
-    trt, cudart = _fake_tensorrt(), _fake_cudart()
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    cuda_pkg, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
-    bindings.runtime = cudart
-    monkeypatch.setitem(sys.modules, "cuda", cuda_pkg)
-    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
-    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
-    header = json.dumps({"names": {"0": "pedestrian", "1": "car"}, "imgsz": list(IMGSZ), "stride": 32}).encode()
-    engine = tmp_path / "model.engine"
-    engine.write_bytes(len(header).to_bytes(4, "little") + header + b"ENGINE")
+    _, cudart = install_fakes(monkeypatch)
+    engine = write_fake_engine(tmp_path / "model.engine")
 
     det = Detector(engine, conf=0.0, iou=0.5)
     assert det.backend_name == "tensorrt" and det.names == ["pedestrian", "car"] and det.imgsz == IMGSZ
@@ -204,6 +197,7 @@ def _fake_tensorrt() -> types.ModuleType:
             tensor = np.frombuffer(bytes(memory[self.addresses["images"]][: n * 4]), np.float32).reshape(self.shape)
             for name, value in _fake_outputs(tensor).items():
                 memory[self.addresses[name]][: value.nbytes] = value.tobytes()
+            sys.modules["cuda.bindings.runtime"].gpu_clock_ms += FAKE_ENGINE_MS
             return True
 
     class Runtime:
@@ -243,4 +237,40 @@ def _fake_cudart() -> types.ModuleType:
     rt.cudaStreamSynchronize = lambda stream: (0,)
     rt.cudaStreamDestroy = lambda stream: (0,)
     rt.cudaGetErrorString = lambda err: (0, b"fake error")
+    rt.gpu_clock_ms, rt.events = 0.0, {}
+    event_ids = iter(range(1, 1 << 20))
+
+    def event_create():
+        event = next(event_ids)
+        rt.events[event] = None
+        return 0, event
+
+    def event_record(event, stream):
+        rt.events[event] = rt.gpu_clock_ms
+        return (0,)
+
+    rt.cudaEventCreate = event_create
+    rt.cudaEventRecord = event_record
+    rt.cudaEventSynchronize = lambda event: (0,)
+    rt.cudaEventElapsedTime = lambda start, end: (0, rt.events[end] - rt.events[start])
+    rt.cudaEventDestroy = lambda event: (rt.events.pop(event), 0)[1:]
     return rt
+
+
+def install_fakes(monkeypatch) -> tuple[types.ModuleType, types.ModuleType]:
+    """Put the fake ``tensorrt`` and ``cuda.bindings.runtime`` modules in place; return them."""
+    trt, cudart = _fake_tensorrt(), _fake_cudart()
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    cuda_pkg, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
+    bindings.runtime = cudart
+    monkeypatch.setitem(sys.modules, "cuda", cuda_pkg)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
+    return trt, cudart
+
+
+def write_fake_engine(path):
+    """An engine file the fake runtime deserializes, with ultralytics' metadata header."""
+    header = json.dumps({"names": {"0": "pedestrian", "1": "car"}, "imgsz": list(IMGSZ), "stride": 32}).encode()
+    path.write_bytes(len(header).to_bytes(4, "little") + header + b"ENGINE")
+    return path

@@ -48,12 +48,14 @@ def test_interleaved_order_and_all_steps_timed():
     order: list[str] = []
     ok, jpeg = cv2.imencode(".jpg", np.full((72, 128, 3), 90, np.uint8))
     assert ok
-    res = run_interleaved({"A": _Fake("A", order), "B": _Fake("B", order)}, jpeg.tobytes(), runs=3, warmup=1)
-    assert order == ["A", "B"] * 4
+    fakes = {name: _Fake(name, order) for name in "ABC"}
+    res = run_interleaved(fakes, jpeg.tobytes(), runs=4, warmup=1)
+    # warm-up A B C, then each round starts one variant later: no variant always follows the same neighbour
+    assert "".join(order) == "ABC" + "ABC" + "BCA" + "CAB" + "ABC"
     for samples in res.values():
         summary = samples.summary()
         assert set(summary) == set(STEPS)
-        assert summary["end_to_end"]["n"] == 3
+        assert summary["end_to_end"]["n"] == 4
         assert summary["end_to_end"]["p50_ms"] >= summary["inference"]["p50_ms"]
 
 

@@ -10,7 +10,6 @@ from deploy.postprocess import (
     NmsParams,
     OutputLayout,
     batched_nms,
-    box_iou_one_to_many,
     cxcywh_to_xyxy,
     detect_layout,
     nms,
@@ -61,13 +60,15 @@ def test_cxcywh_to_xyxy():
     assert cxcywh_to_xyxy(np.zeros((0, 4), np.float32)).shape == (0, 4)
 
 
-def test_iou_one_to_many_matches_slow_and_has_no_nans():
-    boxes, _ = random_boxes(40, 0)
-    boxes[5] = [3, 3, 3, 3]  # zero area
-    for i in (0, 5):
-        got = box_iou_one_to_many(boxes[i], boxes)
-        assert np.isfinite(got).all()
-        np.testing.assert_allclose(got, [slow_iou(boxes[i], b) for b in boxes], rtol=1e-5, atol=1e-6)
+def test_nms_with_ties_zero_area_and_negative_scores_matches_slow():
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        boxes, _ = random_boxes(60, trial)
+        boxes[3] = [3, 3, 3, 3]  # zero area (IoU 0 with everything)
+        boxes[4] = boxes[5]  # identical boxes
+        scores = np.round(rng.uniform(-1, 1, 60), 1).astype(np.float32)  # many ties, some negative
+        assert nms(boxes, scores, 0.5).tolist() == slow_nms(boxes, scores, 0.5)
+        assert nms(boxes, scores, 0.5, max_keep=4).tolist() == slow_nms(boxes, scores, 0.5)[:4]
 
 
 @pytest.mark.parametrize("seed", range(6))

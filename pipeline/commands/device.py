@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--power", default="auto", choices=["auto", "jtop", "tegrastats", "none"], help="power source")
     b.add_argument("--threads", type=int, default=None, help="CPU threads of the runtimes (default: theirs)")
     b.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace (MiB)")
+    b.add_argument(
+        "--trtexec", type=Path, default=None, metavar="PATH",
+        help="trtexec binary that also times each engine (default: PATH, then /usr/src/tensorrt/bin/trtexec)",
+    )  # fmt: skip
+    b.add_argument("--no-trtexec", action="store_true", help="time engines with CUDA events only")
     b.set_defaults(func=_bench)
 
 
@@ -51,6 +56,8 @@ def _bench(args: argparse.Namespace) -> int:
         power=args.power,
         threads=args.threads,
         workspace_mb=args.workspace_mb,
+        trtexec=args.trtexec,
+        use_trtexec=not args.no_trtexec,
     )
     result = run_device_bench(
         args.bundle,
