@@ -41,6 +41,7 @@ _CHUNK = 1 << 20
 
 # ---------------------------------------------------------------- files and checksums
 from deploy.provenance import sha256_file  # noqa: E402  (re-exported: bundle users import it from here)
+from deploy.textio import read_json  # noqa: E402  (re-exported: device_bench reads bundle files with it)
 
 
 def file_table(root: Path, exclude: tuple[str, ...] = (BUNDLE_JSON, SUMS)) -> dict[str, dict[str, Any]]:
@@ -58,17 +59,6 @@ def write_sums(root: Path) -> Path:
     text = "".join(f"{v['sha256']}  {k}\n" for k, v in table.items())
     (root / SUMS).write_text(text)
     return root / SUMS
-
-
-def read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"{what} {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{what} {str(path)!r} cannot be read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what} {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
 
 
 def dump_json(obj: Any, path: Path) -> Path:

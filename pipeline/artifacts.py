@@ -9,6 +9,7 @@ Sources (stage folders of the run): ``export/export.json`` (FP32 ONNX, recipe ``
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ class Artifact:
     path: Path  # absolute path of the model file (.onnx or .xml)
     float_onnx: Path  # the FP32 ONNX of the same model (MAC counting, parity)
     sha256: str | None = None
+    rel: str = ""  # "<stage>/<path inside the stage folder>": how reports and bench.json name the file
 
     @property
     def id(self) -> str:
@@ -44,6 +46,15 @@ def _read(path: Path) -> Any:
         raise StageError(f"{path}: unreadable ({exc}); rerun the stage that writes it with --force") from None
 
 
+def _listing(path: Path, key: str) -> list[dict[str, Any]]:
+    """The ``key`` list of records of a stage listing; StageError naming the file when it has another shape."""
+    recs = _read(path)
+    recs = recs.get(key) if isinstance(recs, dict) else None
+    if not isinstance(recs, list) or not all(isinstance(r, dict) for r in recs):
+        raise StageError(f"{path}: expected {{{key!r}: [records]}}; rerun the stage that writes it with --force")
+    return recs
+
+
 def _checked(path: Path, sha256: str | None) -> Path:
     if not path.is_file():
         raise IntegrityError(f"{path}: listed artifact is missing; rerun with --force on the stage that made it")
@@ -54,26 +65,39 @@ def _checked(path: Path, sha256: str | None) -> Path:
 
 def list_artifacts(run_dir: Path, *, include_tensorrt: bool = False, verify: bool = True) -> list[Artifact]:
     """All artifacts of the run, FP32 first per model. TensorRT Q/DQ ONNX only with ``include_tensorrt``."""
-    export_dir = run_dir / "export"
-    exported = _read(export_dir / "export.json")["models"]
+    folders = {stage: run_dir / stage for stage in ("export", "quantize", "peers")}
+    return list_artifacts_in(folders, include_tensorrt=include_tensorrt, verify=verify)
+
+
+def list_artifacts_in(
+    folders: Mapping[str, Path], *, include_tensorrt: bool = False, verify: bool = True
+) -> list[Artifact]:
+    """:func:`list_artifacts` from the stage folders ``{"export": ..., "quantize": ..., "peers": ...}``.
+
+    ``export`` is required; ``quantize`` and ``peers`` count when their folder holds its listing.
+    """
+    export_dir = folders["export"]
+    exported = _listing(export_dir / "export.json", "models")
     floats: dict[str, Path] = {}
     out: list[Artifact] = []
     for rec in exported:
         path = export_dir / rec["onnx"]["path"]
         sha = rec["onnx"].get("sha256")
         floats[rec["model"]] = _checked(path, sha if verify else None)
-        out.append(Artifact(rec["model"], "onnxruntime", "fp32", "float", path, path, sha))
-    quant_listing = run_dir / "quantize" / "quantize.json"
-    if quant_listing.is_file():
-        for rec in _read(quant_listing)["artifacts"]:
+        out.append(Artifact(rec["model"], "onnxruntime", "fp32", "float", path, path, sha, f"export/{rec['onnx']['path']}"))
+    quant_listing = folders["quantize"] / "quantize.json" if "quantize" in folders else None
+    if quant_listing is not None and quant_listing.is_file():
+        for rec in _listing(quant_listing, "artifacts"):
             if rec["runtime"] == "tensorrt" and not include_tensorrt:
                 continue
-            path = run_dir / "quantize" / rec["path"]
+            path = quant_listing.parent / rec["path"]
             _checked(path, rec.get("sha256") if verify else None)
-            out.append(Artifact(rec["model"], rec["runtime"], rec["precision"], rec["recipe"], path, floats[rec["model"]], rec.get("sha256")))
-    peers_listing = run_dir / "peers" / "peers.json"
-    if peers_listing.is_file():
-        for rec in _read(peers_listing)["artifacts"]:
-            path = _checked(run_dir / "peers" / rec["path"], None)
-            out.append(Artifact(rec["model"], rec["runtime"], rec["precision"], "ultralytics", path, floats[rec["model"]]))
+            out.append(Artifact(rec["model"], rec["runtime"], rec["precision"], rec["recipe"], path,
+                                floats[rec["model"]], rec.get("sha256"), f"quantize/{rec['path']}"))  # fmt: skip
+    peers_listing = folders["peers"] / "peers.json" if "peers" in folders else None
+    if peers_listing is not None and peers_listing.is_file():
+        for rec in _listing(peers_listing, "artifacts"):
+            path = _checked(peers_listing.parent / rec["path"], None)
+            out.append(Artifact(rec["model"], rec["runtime"], rec["precision"], "ultralytics", path,
+                                floats[rec["model"]], None, f"peers/{rec['path']}"))  # fmt: skip
     return out

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from deploy.errors import ConfigError, EdgeKDError, InputError
+from deploy.errors import ConfigError, EdgeKDError
 
 # Command families, in the order they appear in ``edgekd --help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -37,18 +37,9 @@ PROFILE_ENV = "EDGEKD_PROFILE"
 # ---------------------------------------------------------------- YAML / env
 def read_yaml(path: Path, what: str = "YAML file") -> Any:
     """Load a YAML file, turning every failure into an :class:`InputError` naming the file."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise InputError(f"{what} {str(path)!r} does not exist") from None
-    except OSError as exc:
-        raise InputError(f"{what} {str(path)!r} cannot be read: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"{what} {str(path)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    from deploy.textio import read_yaml as _read_yaml
+
+    return _read_yaml(path, what)
 
 
 def available_profiles() -> list[str]:

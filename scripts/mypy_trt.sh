@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Type-check the TensorRT code (deploy/trt_build.py, the `edgekd deploy` CLI) against tensorrt-stubs.
+# Type-check the TensorRT code (deploy/trt_build.py, deploy/backends/tensorrt.py, deploy/trt_timing.py and the
+# `edgekd deploy` CLI) against tensorrt-stubs.
 #
 # tensorrt-stubs hard-depends on the `tensorrt` wheel, whose build downloads from NVIDIA (fails offline and on
 # machines without CUDA), so the stubs are installed alone (--no-deps) into a side folder outside the venv and

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from _models import IMGSZ, real_or_synthetic_frames, tiny_models
 
-from deploy.errors import StageError
+from deploy.errors import IntegrityError, StageError
 from deploy.hwfloor import measure_matmul
 from pipeline.config import build_config
 from pipeline.runner import StageContext
@@ -55,7 +55,7 @@ def run_dir(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run")
     (run / "export").mkdir()
     shutil.copyfile(models["onnx"], run / "export/student.onnx")
-    _write(run / "export/export.json", {"models": {"student": {"path": "student.onnx", "params": 1, "gflops": 0.1}}})
+    _write(run / "export/export.json", {"models": [{"model": "student", "onnx": {"path": "student.onnx"}}]})
     q = run / "quantize"
     _quantize(run / "export/student.onnx", q / "student/onnxruntime_head_float.onnx")
     shutil.copyfile(q / "student/onnxruntime_head_float.onnx", q / "student/onnxruntime_naive.onnx")
@@ -70,15 +70,6 @@ def run_dir(tmp_path_factory) -> Path:
         }
         for rt, recipe in (("onnxruntime", "head_float"), ("onnxruntime", "naive"), ("tensorrt", "head_float"))
     ]
-    arts.append(
-        {
-            "model": "student",
-            "runtime": "onnxruntime",
-            "precision": "int8",
-            "recipe": "fallback",
-            "path": "student/onnxruntime_fallback.onnx",
-        }
-    )  # fmt: skip  (listed, never written)
     _write(q / "quantize.json", {"artifacts": arts})
     peer = run / "peers/student/ultralytics_onnx_fp32/tiny.onnx"
     peer.parent.mkdir(parents=True)
@@ -112,7 +103,6 @@ def test_stage_times_every_variant_interleaved(run_dir, tmp_path, fast_floor):
     assert set(data["floor"]) == {"int8", "fp32"}
     notes = " ".join(data["notes"])
     assert "student/tensorrt/int8/head_float" in notes  # TensorRT: a Q/DQ ONNX needs an engine built on the device
-    assert "onnxruntime_fallback.onnx" in notes and "missing" in notes
     for vid, r in data["variants"].items():
         model, runtime, precision, recipe = vid.split("/")
         assert (r["model"], r["runtime"], r["precision"], r["recipe"]) == (model, runtime, precision, recipe)
@@ -152,46 +142,40 @@ def test_stage_with_an_empty_export_fails_loudly(tmp_path):
         bench_stage._bench(_ctx(run, tmp_path / "out", stages=("export",)))
 
 
-def test_corrupt_quantize_json_names_the_file(tmp_path):
+def test_corrupt_or_misshapen_listings_name_the_file(tmp_path):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export/student.onnx").write_bytes(b"x")
+    _write(tmp_path / "export/export.json", {"models": [{"model": "student", "onnx": {"path": "student.onnx"}}]})
     (tmp_path / "quantize").mkdir()
+    folders = {"export": tmp_path / "export", "quantize": tmp_path / "quantize"}
     (tmp_path / "quantize/quantize.json").write_text("{not json")
-    with pytest.raises(StageError, match="quantize.json"):
-        bench_stage.collect({"quantize": tmp_path / "quantize"})
+    with pytest.raises(StageError, match="quantize.json: unreadable"):
+        bench_stage.collect(folders)
+    _write(tmp_path / "quantize/quantize.json", [{"model": "student", "path": "m.onnx"}])  # a list, not a listing
+    with pytest.raises(StageError, match="quantize.json: expected {'artifacts': \\[records\\]}"):
+        bench_stage.collect(folders)
 
 
-@pytest.mark.parametrize(
-    "obj",
-    [
-        [{"model": "m", "path": "m.onnx"}],
-        {"artifacts": [{"model": "m", "path": "m.onnx"}]},
-        {"models": {"m": {"path": "m.onnx"}}},
-        {"m": {"onnx": "m.onnx", "params": 3}},
-        {"models": [{"name": "m", "file": "m.onnx"}]},
-    ],
-)
-def test_records_accepts_the_reasonable_shapes(obj, tmp_path):
-    (tmp_path / "m.onnx").write_bytes(b"x")
-    recs = bench_stage.records(obj)
-    arts = [bench_stage._artifact(tmp_path, "export", r, "float") for r in recs]
-    assert [(a.model, a.rel) for a in arts] == [("m", "export/m.onnx")]
-
-
-def test_export_falls_back_to_onnx_files(tmp_path):
-    (tmp_path / "teacher.onnx").write_bytes(b"x")
-    (tmp_path / "student.onnx").write_bytes(b"x")
-    arts, notes = bench_stage.export_artifacts(tmp_path)
-    assert [a.id for a in arts] == ["student/onnxruntime/fp32/float", "teacher/onnxruntime/fp32/float"]
-    assert notes == []
+def test_a_listed_but_missing_file_is_an_integrity_error(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    listing = json.loads((run / "quantize/quantize.json").read_text())
+    listing["artifacts"].append({"model": "student", "runtime": "onnxruntime", "precision": "int8",
+                                 "recipe": "fallback", "path": "student/onnxruntime_fallback.onnx"})  # fmt: skip
+    _write(run / "quantize/quantize.json", listing)
+    with pytest.raises(IntegrityError, match="onnxruntime_fallback.onnx: listed artifact is missing"):
+        bench_stage.collect({s: run / s for s in ("export", "quantize", "peers")})
 
 
 def test_openvino_ir_from_quantize_replaces_the_onnx_row(tmp_path):
     (tmp_path / "export").mkdir()
     (tmp_path / "export/student.onnx").write_bytes(b"x")
+    _write(tmp_path / "export/export.json", {"models": [{"model": "student", "onnx": {"path": "student.onnx"}}]})
     q = tmp_path / "quantize"
     (q / "student").mkdir(parents=True)
     (q / "student/openvino_fp32.xml").write_bytes(b"x")
-    _write(q / "quantize.json", [{"model": "student", "runtime": "openvino", "precision": "fp32", "recipe": "float",
-                                  "path": "student/openvino_fp32.xml"}])  # fmt: skip
+    _write(q / "quantize.json", {"artifacts": [{"model": "student", "runtime": "openvino", "precision": "fp32",
+                                                "recipe": "float", "path": "student/openvino_fp32.xml"}]})  # fmt: skip
     arts, _ = bench_stage.collect({"export": tmp_path / "export", "quantize": q})
     ov = [a for a in arts if a.runtime == "openvino"]
     assert [(a.id, a.rel) for a in ov] == [("student/openvino/fp32/float", "quantize/student/openvino_fp32.xml")]

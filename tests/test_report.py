@@ -73,6 +73,10 @@ def test_best_values_direction_and_ties():
     ]
     best = best_values(rows, ["map50_95", "fppi_at_op", "recall_at_op", "params"])
     assert best == {"map50_95": 0.5, "fppi_at_op": 0.2}  # recall tied everywhere, params unranked
+    # a collapsed row (no detections: 0 false alarms, operating point never reached) is not the best FPPI
+    collapsed = {"map50_95": 0.0, "fppi_at_op": 0.0, "fa_per_hour": 0.0, "recall_at_op": 0.0, "op_reached": False}
+    best = best_values([*rows, collapsed], ["map50_95", "fppi_at_op", "fa_per_hour"])
+    assert best == {"map50_95": 0.5, "fppi_at_op": 0.2}
 
 
 def test_fmt_and_ratios():

@@ -78,20 +78,9 @@ class DetectionSet:
 
 def load_json(path: Path | str, what: str) -> Any:
     """Parse a JSON file; a missing, unreadable or malformed file is an InputError naming it."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{what} {str(p)!r} does not exist; check the path") from None
-    except OSError as exc:
-        raise InputError(f"{what} {str(p)!r} cannot be read: {exc.strerror}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{what} {str(p)!r} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-            "expected a COCO JSON file"
-        ) from None
+    from deploy.textio import read_json
+
+    return read_json(path, what, "expected a COCO JSON file")
 
 
 def _is_int(value: Any) -> bool:

@@ -108,15 +108,10 @@ def write_manifest(manifest: dict[str, Any], out: Path) -> None:
 
 def load_manifest(path: Path | str) -> list[Path]:
     """The manifest's image paths (absolute), after verifying each file's sha256 (IntegrityError naming it)."""
+    from deploy.textio import read_json
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(
-            f"calibration manifest {str(path)!r} does not exist; create one with `edgekd data calib`"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"calibration manifest {str(path)!r} is not readable JSON: {exc}") from None
+    data = read_json(path, "calibration manifest", "create one with `edgekd data calib`")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("images"), list):
         raise InputError(f"calibration manifest {str(path)!r}: expected schema {SCHEMA!r} with an 'images' list")
     base = _manifest_root(path, data)

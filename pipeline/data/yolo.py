@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from deploy.errors import DataError, InputError
+from deploy.textio import read_yaml
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 SPLITS = ("train", "val")
@@ -52,20 +51,7 @@ class YoloDataset:
 def read_data_yaml(path: Path | str) -> YoloDataset:
     """Parse and check an ultralytics data.yaml (safe YAML; no code runs, nothing is downloaded)."""
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"data.yaml {str(path)!r} is a folder; expected the dataset's data.yaml file")
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"data.yaml {str(path)!r} does not exist; expected an ultralytics dataset yaml") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"data.yaml {str(path)!r} cannot be read: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"data.yaml {str(path)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    raw = read_yaml(path, "data.yaml", "expected an ultralytics dataset yaml")
     if not isinstance(raw, dict):
         raise InputError(
             f"data.yaml {str(path)!r}: got a {type(raw).__name__}, expected a mapping with train, val, names"

@@ -5,7 +5,6 @@ accuracy control): ``deploy.detector.Detector`` (or an OpenVINO compiled model) 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,14 +54,9 @@ def holdout(
     Reads ``<data_dir>/annotations/<split>_coco.json`` (the dataset layout of the shared contract).
     """
     path = data_dir / "annotations" / f"{split}_coco.json"
-    try:
-        gt = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: no COCO ground truth; the held-out evaluation needs the dataset's annotations"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable COCO ground truth: {exc}") from None
+    from deploy.textio import read_json
+
+    gt = read_json(path, "COCO ground truth", "the held-out evaluation needs the dataset's annotations", DataError)
     images = sorted(gt.get("images", []), key=lambda im: int(im["id"]))
     if not images:
         raise DataError(f"{path}: no images in the {split} split")

@@ -187,18 +187,28 @@ def quantize(
         model_path, dst, calibration=calibration, method=method, advanced=advanced,
         per_channel=advanced.per_channel, activation_type=QuantType.QUInt8, extra=HEAD_FLOAT_OPTIONS,
     )  # fmt: skip
+    return qdq_result(
+        dst, Runtime.ONNXRUNTIME, recipe, method, model, excluded, head_nodes, calibration, advanced,
+        format="QDQ", activations="uint8 asymmetric",
+        weights="int8 symmetric " + ("per-channel" if advanced.per_channel else "per-tensor"),
+    )  # fmt: skip
+
+
+def qdq_result(
+    dst: Path, runtime: Runtime, recipe: Recipe, method: CalibrationMethod, model: Any, excluded: Iterable[str],
+    head_nodes: Iterable[str], calibration: list[Path], advanced: AdvancedOptions, **details: Any,
+) -> QuantResult:  # fmt: skip
+    """The QuantResult of a :func:`quantize_without_head` Q/DQ ONNX; ``details`` describe its format."""
     return QuantResult(
         path=dst,
-        runtime=Runtime.ONNXRUNTIME,
+        runtime=runtime,
         recipe=recipe,
         precision=Precision.INT8,
         method=method,
         excluded=tuple(excluded),
         files=(dst,),
         details={
-            "format": "QDQ",
-            "activations": "uint8 asymmetric",
-            "weights": "int8 symmetric " + ("per-channel" if advanced.per_channel else "per-tensor"),
+            **details,
             "head_nodes": list(head_nodes),
             "keep_float": list(advanced.keep_float),
             "calibration_frames": len(calibration),

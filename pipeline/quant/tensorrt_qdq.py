@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.quant import AdvancedOptions, CalibrationMethod, Precision, QuantResult, Recipe, Runtime, artifact_stem
+from pipeline.quant import AdvancedOptions, CalibrationMethod, QuantResult, Recipe, Runtime, artifact_stem
 
 # Op types TensorRT executes in INT8 when their inputs carry Q/DQ (copy/shape ops and activations are left to
 # TensorRT's own Q/DQ propagation and fusions).
@@ -56,30 +56,16 @@ def quantize(
     """``out/tensorrt_<recipe>.onnx``: symmetric int8 Q/DQ, per-channel weights, head in float."""
     from onnxruntime.quantization import QuantType
 
-    from pipeline.quant.ort import count_ops, quantize_without_head
+    from pipeline.quant.ort import qdq_result, quantize_without_head
 
     dst = out / f"{artifact_stem(Runtime.TENSORRT, recipe)}.onnx"
     model, excluded, head_nodes = quantize_without_head(
         model_path, dst, calibration=calibration, method=method, advanced=advanced,
         per_channel=True, activation_type=QuantType.QInt8, op_types=list(TRT_OP_TYPES), extra=trt_extra_options(),
     )  # fmt: skip
-    return QuantResult(
-        path=dst,
-        runtime=Runtime.TENSORRT,
-        recipe=recipe,
-        precision=Precision.INT8,
-        method=method,
-        excluded=tuple(excluded),
-        files=(dst,),
-        details={
-            "format": "QDQ (TensorRT explicit quantization)",
-            "activations": "int8 symmetric",
-            "weights": "int8 symmetric per-channel (float weights + Q/DQ)",
-            "op_types": list(TRT_OP_TYPES),
-            "head_nodes": list(head_nodes),
-            "keep_float": list(advanced.keep_float),
-            "calibration_frames": len(calibration),
-            "ops": count_ops(model),
-            "evaluated_on": "Jetson (TensorRT); build with `edgekd deploy build-engine --int8`",
-        },
-    )
+    return qdq_result(
+        dst, Runtime.TENSORRT, recipe, method, model, excluded, head_nodes, calibration, advanced,
+        format="QDQ (TensorRT explicit quantization)", activations="int8 symmetric",
+        weights="int8 symmetric per-channel (float weights + Q/DQ)", op_types=list(TRT_OP_TYPES),
+        evaluated_on="Jetson (TensorRT); build with `edgekd deploy build-engine --int8`",
+    )  # fmt: skip

@@ -107,17 +107,27 @@ def direction(key: str) -> Direction | None:
     return DIRECTIONS.get(key)
 
 
+#: Values taken at the operating point: comparable only between rows that reached the target recall (a collapsed
+#: model with no detections has 0 false alarms at recall 0, which is not a better operating point).
+AT_OP_KEYS = frozenset({"fppi_at_op", "fa_per_hour", "precision_at_op", "recall_at_op"})
+
+
+def comparable(row: Mapping[str, Any], key: str) -> bool:
+    """Whether ``row[key]`` can be ranked: measured, and for operating-point values, the operating point reached."""
+    return row.get(key) is not None and not (key in AT_OP_KEYS and row.get("op_reached") is False)
+
+
 def best_values(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, float]:
     """Per column, the best non-null value among ``rows`` (direction-aware).
 
-    Left out: columns without a direction, and columns where the best value is shared by more than half
-    the rows (e.g. recall at the operating point, equal to the target everywhere): highlighting them
-    would say nothing.
+    Left out: columns without a direction, operating-point values of rows that did not reach the operating
+    point (:func:`comparable`), and columns where the best value is shared by more than half the rows (e.g.
+    recall at the operating point, equal to the target everywhere): highlighting them would say nothing.
     """
     out: dict[str, float] = {}
     for key in keys:
         d = direction(key)
-        values = [float(r[key]) for r in rows if r.get(key) is not None]
+        values = [float(r[key]) for r in rows if comparable(r, key)]
         if d is None or len(values) < 2:
             continue
         best = max(values) if d is Direction.HIGHER else min(values)

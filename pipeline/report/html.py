@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.compare import Comparison, Status
 from pipeline.report import plots, tables
-from pipeline.report.fmt import MATRIX_COLUMNS, best_values, fmt, latency_ratios
+from pipeline.report.fmt import MATRIX_COLUMNS, best_values, comparable, fmt, latency_ratios
 from pipeline.report.metrics_file import variant_id
 
 e = html.escape
@@ -101,7 +101,7 @@ def _overview(metrics: Mapping[str, Any], comparison: Comparison | None) -> str:
     if scored:
         best = max(scored, key=lambda r: r["map50_95"])
         cards.append(_card("Best mAP50-95", fmt(best["map50_95"], "pct"), variant_id(best)))
-    low = [r for r in rows if r.get("fppi_at_op") is not None]
+    low = [r for r in rows if comparable(r, "fppi_at_op")]
     if low:
         best = min(low, key=lambda r: r["fppi_at_op"])
         cards.append(_card("Lowest FPPI @ op", fmt(best["fppi_at_op"], "num3"), variant_id(best)))

@@ -341,19 +341,10 @@ def validate_metrics(obj: Any, source: str) -> None:
 
 def load_metrics(path: Path | str, what: str = "metrics file") -> dict[str, Any]:
     """Read and validate a metrics.json; every failure is an :class:`InputError` naming the file."""
+    from deploy.textio import read_json
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{what} {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{what} {str(path)!r} cannot be read: {exc}") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{what} {str(path)!r} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
+    obj = read_json(path, what)
     validate_metrics(obj, f"{what} {str(path)!r}")
     return obj
 
