@@ -70,6 +70,9 @@ class StageContext:
     log: Callable[[str], None] = print
     track: Callable[..., Iterable[Any]] = field(default=lambda items, description="", total=None: items)
     """``ctx.track(items, description, total)``: iterate with a progress bar (plain iteration by default)."""
+    scratch: Path | None = None
+    """A folder that survives a crash of this stage (same cache key) and is removed once the stage succeeds:
+    where a long stage keeps what it needs to resume (e.g. ultralytics' ``last.pt``)."""
 
     def upstream(self, stage: str) -> Path:
         try:
@@ -238,7 +241,8 @@ class Runner:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         inputs = {up: self.run_dir / up for up in self.active_upstream(stage)}
-        ctx = StageContext(self.cfg, stage.name, tmp, self.run_dir, inputs, self.log)
+        scratch = _scratch_for(self.run_dir, stage.name, key, fresh=force)
+        ctx = StageContext(self.cfg, stage.name, tmp, self.run_dir, inputs, self.log, scratch=scratch)
         if self.track is not None:
             ctx.track = self.track
         started = time.time()
@@ -253,6 +257,7 @@ class Runner:
         files = hash_tree(tmp, stage.volatile)
         final = self.run_dir / stage.name
         _replace_dir(tmp, final)
+        shutil.rmtree(scratch, ignore_errors=True)
         self.manifest.set_stage(
             stage.name,
             {
@@ -267,6 +272,21 @@ class Runner:
         )
         self.log(f"[{stage.name}] done in {seconds:.1f} s")
         return StageResult(stage.name, "ran", seconds)
+
+
+SCRATCH_KEY = "stage_key.txt"
+
+
+def _scratch_for(run_dir: Path, name: str, key: str, fresh: bool = False) -> Path:
+    """``run_dir/.scratch/<stage>``, kept when it was made for the same cache ``key`` (and not ``fresh``: --force),
+    else emptied."""
+    scratch = run_dir / ".scratch" / name
+    marker = scratch / SCRATCH_KEY
+    if scratch.exists() and (fresh or not (marker.is_file() and marker.read_text().strip() == key)):
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    marker.write_text(key + "\n")
+    return scratch
 
 
 def _hash_input(path: Path) -> str:

@@ -200,3 +200,39 @@ def test_stages_get_the_runner_progress_tracker(tmp_path):
 
     Runner(_cfg(tmp_path), [Stage("s", loop)], log=lambda m: None, track=track).run()
     assert seen == ["frames"]
+
+
+class Crash(Exception):
+    """Stands in for a killed process in the scratch test."""
+
+
+def test_scratch_survives_a_crash_for_the_same_key_only(tmp_path):
+    seen: list[list[str]] = []
+
+    def step(ctx: StageContext) -> None:
+        assert ctx.scratch is not None and ctx.scratch.is_dir()
+        seen.append(sorted(p.name for p in ctx.scratch.iterdir() if p.name != "stage_key.txt"))
+        progress = ctx.scratch / "progress.txt"
+        if not progress.exists():
+            progress.write_text("half done")
+            raise Crash
+        (ctx.out / "out.txt").write_text(progress.read_text())
+
+    stage = [Stage("s", step, params=("train.epochs",))]
+    cfg = _cfg(tmp_path, epochs=3)
+    with pytest.raises(Crash):
+        Runner(cfg, stage, log=lambda m: None).run()
+    Runner(cfg, stage, log=lambda m: None).run()  # same key: the scratch folder is still there
+    assert seen == [[], ["progress.txt"]]
+    assert (cfg.run_dir / "s/out.txt").read_text() == "half done"
+    assert not (cfg.run_dir / ".scratch/s").exists()  # removed after success
+
+    other = _cfg(tmp_path, epochs=4)  # another key: a crash's scratch is not reused
+    with pytest.raises(Crash):
+        Runner(other, stage, log=lambda m: None).run()
+    seen.clear()
+    with pytest.raises(Crash):
+        Runner(_cfg(tmp_path, epochs=5), stage, log=lambda m: None).run()
+    with pytest.raises(Crash):  # --force: from scratch too, although the key is the same
+        Runner(_cfg(tmp_path, epochs=5), stage, log=lambda m: None).run(force=["s"])
+    assert seen == [[], []]

@@ -191,3 +191,51 @@ def test_broken_dataset_is_a_stage_error(tmp_path):
     stages = [Stage("data", broken), next(s for s in train_stages.STAGES if s.name == "teacher")]
     with pytest.raises(StageError, match="stage 'teacher': ultralytics training failed"):
         Runner(_cfg(tmp_path), stages, log=lambda m: None).run()
+
+
+@pytest.mark.parametrize("arm", ["teacher", "distill"])
+def test_interrupted_training_resumes_from_its_last_epoch(tmp_path, monkeypatch, arm):
+    """Kill a 2-epoch training in epoch 2 (after epoch 1's last.pt); the re-run trains only epoch 2."""
+    from ultralytics.engine.trainer import BaseTrainer
+
+    cfg = build_config({**_cfg(tmp_path).model_dump(mode="json"), "train": {
+        "epochs": 2, "imgsz": 64, "batch": 2, "mosaic": 0.0, "close_mosaic": 0, "workers": 0}})  # fmt: skip
+    stages = [DATA, *(s for s in train_stages.STAGES if s.name in ("teacher", arm))]
+    validate, started = BaseTrainer.validate, []
+
+    def crash_in_epoch_2(self):
+        if self.epoch == 1 and not self.resume:
+            raise KeyboardInterrupt  # e.g. Ctrl-C, or the machine going down
+        return validate(self)
+
+    monkeypatch.setattr(BaseTrainer, "validate", crash_in_epoch_2)
+    log: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        Runner(cfg, stages, log=log.append).run()
+    if arm == "distill":  # first run: the teacher was interrupted; now it resumes and finishes, and distill is
+        log.clear()  # interrupted in its turn
+        with pytest.raises(KeyboardInterrupt):
+            Runner(cfg, stages, log=log.append).run()
+        assert (cfg.run_dir / "teacher/weights/best.pt").is_file()
+    run = cfg.run_dir
+    scratch = run / ".scratch" / arm
+    assert (scratch / "_ultralytics/train/weights/last.pt").is_file() and not (run / arm).exists()
+
+    monkeypatch.setattr(BaseTrainer, "_setup_train", _spy(BaseTrainer._setup_train, started))
+    log.clear()
+    results = {r.name: r.status for r in Runner(cfg, stages, log=log.append).run()}
+    assert results[arm] == "ran" and results["data"] == "cached"
+    assert any("resuming the interrupted training" in m for m in log), log
+    assert started == [1]  # the resumed trainer started at epoch index 1: only epoch 2 was trained again
+    assert [row["epoch"] for row in _curves(run, arm)] == ["1", "2"]
+    summary = _summary(run, arm)
+    assert summary["resumed"] is True and summary["epochs_completed"] == 2
+    assert not scratch.exists()  # removed once the stage succeeded
+
+
+def _spy(setup, started: list[int]):
+    def wrapped(self):
+        setup(self)
+        started.append(self.start_epoch)
+
+    return wrapped

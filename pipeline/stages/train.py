@@ -28,7 +28,15 @@ from typing import Any
 from deploy.errors import StageError
 from pipeline.config import Config
 from pipeline.runner import Stage, StageContext, sha256_file
-from pipeline.train.recipe import WORK_DIR, Recipe, recipe_from_config, trainer_overrides, val_args
+from pipeline.train.recipe import (
+    RUN_NAME,
+    WORK_DIR,
+    Recipe,
+    recipe_from_config,
+    resume_checkpoint,
+    trainer_overrides,
+    val_args,
+)
 from pipeline.train.weights import ResolvedWeights, is_pickle, resolve_weights, verify_stage_weights
 
 TOOLS = ("torch", "torchvision", "ultralytics")
@@ -95,24 +103,32 @@ def _train_and_collect(
         write_summary,
     )
 
-    work = ctx.out / WORK_DIR
+    work = (ctx.scratch or ctx.out) / WORK_DIR  # the scratch folder survives a crash: the next run resumes there
     ctx.log(
         f"[{ctx.name}] training {_model_name(model_spec)} ({model_spec}): {recipe.epochs} epoch(s) at imgsz "
         f"{recipe.imgsz}, batch {recipe.batch}, device {recipe.device}"
     )
+    resumed = (last := resume_checkpoint(work)) is not None
+    if last is not None:
+        ctx.log(f"[{ctx.name}] resuming the interrupted training from {last} (weights, optimizer, EMA, epoch)")
     started = time.perf_counter()
-    try:
-        trainer = make_trainer(work)
-        trainer.train()
-    except (RuntimeError, ValueError, FileNotFoundError, TypeError) as exc:
-        raise StageError(f"stage {ctx.name!r}: ultralytics training failed: {exc}") from exc
+    best, csv = work / RUN_NAME / "weights" / "best.pt", work / RUN_NAME / "results.csv"
+    trainer = None
+    if best.is_file() and csv.is_file() and len(read_results(csv)) >= recipe.epochs:
+        ctx.log(f"[{ctx.name}] the interrupted run had finished training; collecting its results")
+    else:
+        try:
+            trainer = make_trainer(work)
+            trainer.train()
+        except (RuntimeError, ValueError, FileNotFoundError, TypeError) as exc:
+            raise StageError(f"stage {ctx.name!r}: ultralytics training failed: {exc}") from exc
+        best, csv = Path(trainer.best), Path(trainer.csv)
     seconds = time.perf_counter() - started
-    best = Path(trainer.best)
     if not best.is_file():
         raise StageError(f"stage {ctx.name!r}: ultralytics wrote no {best.name}; see the training log above")
     dst = ctx.out / WEIGHTS
     model = finalize_checkpoint(best, dst)
-    rows = read_results(Path(trainer.csv))
+    rows = read_results(csv)
     write_curves(rows, ctx.out / "curves.csv")
     metrics = final_metrics(getattr(trainer, "metrics", None)) or _validate(dst, recipe)
     names = {str(k): v for k, v in dict(model.names).items()}
@@ -125,7 +141,8 @@ def _train_and_collect(
         **model_stats(model, recipe.imgsz),
         "recipe": {k: v for k, v in recipe.as_dict().items() if k != "data"},
         "data_stage": "data",
-        "train_seconds": round(seconds, 2),
+        "train_seconds": round(seconds, 2),  # of this run only, when it resumed an interrupted one
+        "resumed": resumed,
         "epochs": recipe.epochs,
         "epochs_completed": len(rows),
         "final": metrics,

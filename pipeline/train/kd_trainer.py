@@ -104,6 +104,13 @@ class KDModel(DistillationModel):
 class KDTrainer(DetectionTrainer):
     """``DetectionTrainer`` whose ``model`` may be a prebuilt :class:`KDModel` (``trainer.model = KDModel(...)``)."""
 
+    resume_ckpt: dict[str, Any] | None = None  # the checkpoint a resumed KD run restores (optimizer, EMA, epoch)
+
+    def setup_model(self) -> Any:
+        if isinstance(self.model, nn.Module):  # prebuilt KDModel: hand ultralytics the checkpoint to resume from
+            return self.resume_ckpt
+        return super().setup_model()
+
     def set_model_attributes(self) -> None:
         super().set_model_attributes()
         model = unwrap_model(cast(nn.Module, self.model))
@@ -131,6 +138,13 @@ def build_kd_trainer(
     them), ``teacher_path`` a teacher checkpoint.
     """
     trainer = KDTrainer(overrides=overrides)
+    if trainer.resume:  # overrides["resume"] = the stage's own last.pt: a KDModel whose teacher was stripped
+        saved, ckpt = load_checkpoint(str(trainer.args.resume))
+        student = trainer.get_model(cfg=cast(dict, saved.student_model.yaml), weights=saved.student_model, verbose=False)
+        model = KDModel(student, load_detection_model(teacher_path), settings)
+        model.projector.load_state_dict(saved.projector.state_dict())
+        trainer.model, trainer.resume_ckpt = cast(Any, model), ckpt
+        return trainer
     if student_spec.lower().endswith((".pt", ".pth")):
         weights = load_detection_model(Path(student_spec))
         student = trainer.get_model(cfg=cast(dict, weights.yaml), weights=weights, verbose=False)

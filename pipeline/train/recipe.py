@@ -70,6 +70,8 @@ def trainer_overrides(recipe: Recipe, model: str, project: Path, **extra: Any) -
 
     ``model`` is a model ``.yaml`` (from scratch) or a verified ``.pt`` path; ``project`` the folder ultralytics
     writes into (``project/train``). ``device`` passes through: ``cpu``, ``0`` (one CUDA GPU) or ``0,1`` (DDP).
+    When ``project`` already holds a ``last.pt`` (the stage's scratch folder after a crash), ``resume`` points at
+    it: ultralytics restores the weights, optimizer, EMA and epoch, and trains the remaining epochs.
     """
     args: dict[str, Any] = {
         "model": model,
@@ -94,8 +96,17 @@ def trainer_overrides(recipe: Recipe, model: str, project: Path, **extra: Any) -
         "project": str(project),
         "name": RUN_NAME,
     }
+    last = resume_checkpoint(project)
+    if last is not None:
+        args["resume"] = str(last)
     args.update(extra)
     return args
+
+
+def resume_checkpoint(project: Path) -> Path | None:
+    """ultralytics' ``last.pt`` of an interrupted run in ``project``, if there is one."""
+    last = Path(project) / RUN_NAME / "weights" / "last.pt"
+    return last if last.is_file() else None
 
 
 def val_args(recipe: Recipe) -> dict[str, Any]:
