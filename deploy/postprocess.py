@@ -1,4 +1,4 @@
-"""Decode raw detector outputs and run class-aware NMS, in numpy, as ultralytics does.
+"""Decode raw detector outputs (numpy) and run class-aware NMS (OpenCV's greedy NMS), as ultralytics does.
 
 Supported raw layouts (``A`` anchors, ``nc`` classes, ``B`` images):
 

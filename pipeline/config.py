@@ -67,6 +67,13 @@ class TrainCfg(_Section):
     mosaic: float = Field(1.0, ge=0, le=1)
     close_mosaic: int = Field(5, ge=0)
     fraction: float = Field(1.0, gt=0, le=1)
+    nbs: int = Field(
+        64, ge=1, description="nominal batch size: gradients accumulate over nbs/batch batches per optimizer step "
+        "(ultralytics' default 64); set it to train.batch on small datasets and short budgets"
+    )  # fmt: skip
+    warmup_epochs: float = Field(
+        3.0, ge=0, description="learning-rate warm-up (ultralytics: at least 100 iterations when > 0; 0 disables it)"
+    )
 
 
 class TeacherCfg(_Section):

@@ -47,11 +47,26 @@ class Parity:
 
 
 def val_images(data_dir: Path, n: int) -> list[Path]:
-    """The first ``n`` validation images of a dataset folder (``images/val/*``, sorted by name)."""
-    folder = data_dir / "images" / "val"
-    images = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    """The first ``n`` validation images of the data stage's dataset, sorted by path.
+
+    From ``annotations/val_coco.json`` (``file_name`` relative to ``data_dir``, or absolute for a ``yolo`` source
+    whose images stay where the user keeps them), else the files in ``images/val``.
+    """
+    listing = data_dir / "annotations" / "val_coco.json"
+    if listing.is_file():
+        from deploy.textio import read_json
+
+        gt = read_json(listing, "validation annotations", "rerun the data stage with --force", DataError)
+        images = sorted((data_dir / str(im["file_name"]) for im in gt.get("images", [])), key=lambda p: p.as_posix())
+        missing = [p for p in images[:n] if not p.is_file()]
+        if missing:
+            raise DataError(f"{listing}: lists {missing[0]}, which does not exist; rerun the data stage with --force")
+        where = listing
+    else:
+        where = data_dir / "images" / "val"
+        images = sorted(p for p in where.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not images:
-        raise DataError(f"{folder}: no validation images (*.jpg, *.png) for the export parity check")
+        raise DataError(f"{where}: no validation images (*.jpg, *.png) for the export parity check")
     return images[:n]
 
 

@@ -195,3 +195,24 @@ def test_checkpoint_is_not_a_detection_model(tmp_path: Path) -> None:
     torch.save({"model": torch.nn.Linear(2, 2)}, path)
     with pytest.raises(StageError, match="expected an ultralytics DetectionModel"):
         load_detection_model(path)
+
+
+def test_parity_frames_come_from_the_annotations_wherever_the_images_live(tmp_path: Path) -> None:
+    """A ``yolo`` source keeps its images where the user has them: the COCO file_name is absolute."""
+    import cv2
+
+    from deploy.errors import DataError
+    from pipeline.export_parity import val_images
+
+    elsewhere = tmp_path / "user_images"
+    elsewhere.mkdir()
+    for name in ("b.jpg", "a.jpg"):
+        cv2.imwrite(str(elsewhere / name), np.zeros((8, 8, 3), np.uint8))
+    data = tmp_path / "data"
+    (data / "annotations").mkdir(parents=True)
+    listing = {"images": [{"id": i, "file_name": str(elsewhere / n)} for i, n in enumerate(("b.jpg", "a.jpg"))]}
+    (data / "annotations/val_coco.json").write_text(json.dumps(listing))
+    assert val_images(data, 5) == [elsewhere / "a.jpg", elsewhere / "b.jpg"]  # no data/images/val needed
+    (elsewhere / "a.jpg").unlink()
+    with pytest.raises(DataError, match="a.jpg, which does not exist"):
+        val_images(data, 5)

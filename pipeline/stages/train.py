@@ -34,6 +34,7 @@ from pipeline.train.recipe import (
     Recipe,
     recipe_from_config,
     resume_checkpoint,
+    short_budget_warning,
     trainer_overrides,
     val_args,
 )
@@ -68,6 +69,17 @@ def _data_yaml(ctx: StageContext) -> Path:
     if not path.is_file():
         raise StageError(f"stage {ctx.name!r}: {path} is missing; the 'data' stage must write data.yaml")
     return path
+
+
+def _train_images(ctx: StageContext) -> int | None:
+    """Images in the training split (the data stage's COCO annotations); None when it wrote none."""
+    from deploy.textio import read_json
+
+    path = ctx.upstream("data") / "annotations" / "train_coco.json"
+    if not path.is_file():
+        return None
+    gt = read_json(path, "training annotations", "rerun the data stage with --force", StageError)
+    return len(gt.get("images", [])) if isinstance(gt, dict) else None
 
 
 def _resolve_student(cfg: Config) -> ResolvedWeights:
@@ -108,6 +120,10 @@ def _train_and_collect(
         f"[{ctx.name}] training {_model_name(model_spec)} ({model_spec}): {recipe.epochs} epoch(s) at imgsz "
         f"{recipe.imgsz}, batch {recipe.batch}, device {recipe.device}"
     )
+    n_train = _train_images(ctx)
+    warning = short_budget_warning(recipe, n_train) if n_train else None
+    if warning:
+        ctx.log(f"[{ctx.name}] warning: {warning}")
     resumed = (last := resume_checkpoint(work)) is not None
     if last is not None:
         ctx.log(f"[{ctx.name}] resuming the interrupted training from {last} (weights, optimizer, EMA, epoch)")

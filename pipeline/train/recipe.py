@@ -7,6 +7,7 @@ with the same recipe and budget; only the model, the teacher and the loss differ
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class Recipe:
     mosaic: float
     close_mosaic: int
     fraction: float
+    nbs: int
+    warmup_epochs: float
     seed: int
 
     @property
@@ -61,6 +64,8 @@ def recipe_from_config(cfg: Config, data_yaml: Path, epochs: int | None = None) 
         mosaic=t.mosaic,
         close_mosaic=min(t.close_mosaic, int(epochs if epochs is not None else t.epochs)),
         fraction=t.fraction,
+        nbs=t.nbs,
+        warmup_epochs=t.warmup_epochs,
         seed=cfg.run.seed,
     )
 
@@ -86,6 +91,8 @@ def trainer_overrides(recipe: Recipe, model: str, project: Path, **extra: Any) -
         "mosaic": recipe.mosaic,
         "close_mosaic": recipe.close_mosaic,
         "fraction": recipe.fraction,
+        "nbs": recipe.nbs,
+        "warmup_epochs": recipe.warmup_epochs,
         "seed": recipe.seed,
         "deterministic": True,
         "amp": not recipe.on_cpu,
@@ -112,3 +119,26 @@ def resume_checkpoint(project: Path) -> Path | None:
 def val_args(recipe: Recipe) -> dict[str, Any]:
     """How ultralytics validated the final weights during training (to reproduce it with ``YOLO(...).val``)."""
     return {"imgsz": recipe.imgsz, "batch": recipe.batch * 2, "conf": 0.001, "iou": 0.7, "split": "val", "rect": True}
+
+
+def short_budget_warning(recipe: Recipe, n_train: int) -> str | None:
+    """A warning when the budget is too short for ultralytics' warm-up and gradient accumulation, else None.
+
+    ultralytics warms the learning rate up over ``max(warmup_epochs * batches_per_epoch, 100)`` iterations and
+    steps the optimizer every ``round(nbs / batch)`` batches. On a small dataset with few epochs the whole run can
+    be warm-up, with a few dozen optimizer steps: measured here on a 96-image set, YOLOv8-S for 12 epochs at batch 8
+    reached mAP50-95 0.05 with ultralytics' defaults (nbs 64, warm-up 3 epochs) and 0.68 with nbs 8, no warm-up.
+    """
+    per_epoch = max(math.ceil(n_train * recipe.fraction / recipe.batch), 1)
+    total = per_epoch * recipe.epochs
+    warmup = max(round(recipe.warmup_epochs * per_epoch), 100) if recipe.warmup_epochs > 0 else 0
+    accumulate = max(round(recipe.nbs / recipe.batch), 1)
+    steps = total // accumulate
+    if 2 * warmup < total and (accumulate == 1 or steps >= 300):
+        return None
+    return (
+        f"{n_train} training image(s) at batch {recipe.batch} for {recipe.epochs} epoch(s) make {total} iterations, "
+        f"{min(warmup, total)} of them learning-rate warm-up, and {steps} optimizer step(s) (one every "
+        f"{accumulate} batches, train.nbs={recipe.nbs}): too few to train from scratch; for a budget this short set "
+        f"train.warmup_epochs=0 and train.nbs={recipe.batch}"
+    )
