@@ -40,8 +40,9 @@ from typing import Any
 
 from deploy.errors import StageError
 from pipeline.report.metrics_file import variant_id
+from pipeline.train import ARMS
 
-TRAIN_STAGES = ("teacher", "student", "distill", "distill_ultralytics", "distill_cls", "distill_loc", "distill_feat")
+TRAIN_STAGES = ARMS
 _TABLES = ("per_class", "per_condition", "robustness", "distractors", "curves")
 
 

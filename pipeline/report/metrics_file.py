@@ -21,6 +21,7 @@ from typing import Any
 
 from deploy.errors import InputError
 from deploy.provenance import machine_info
+from pipeline.train import ARMS
 
 SCHEMA_VERSION = "1.0"
 ACCURACY_KEYS = (
@@ -65,7 +66,7 @@ PACKAGES = (
     "matplotlib",
 )
 # Display / sort order of the usual names; others follow alphabetically.
-_MODEL_ORDER = ("teacher", "student", "distill", "distill_ultralytics", "distill_cls", "distill_loc", "distill_feat")
+_MODEL_ORDER = ARMS
 _RUNTIME_ORDER = ("pytorch", "onnxruntime", "openvino", "tensorrt")
 _PRECISION_ORDER = ("fp32", "fp16", "bf16", "mixed", "int8")
 

@@ -20,16 +20,9 @@ from typing import Any
 
 from deploy.errors import StageError
 from pipeline.runner import Stage, StageContext, sha256_file
+from pipeline.train import ARMS
 
-MODEL_STAGES = (
-    "teacher",
-    "student",
-    "distill",
-    "distill_ultralytics",
-    "distill_cls",
-    "distill_loc",
-    "distill_feat",
-)
+MODEL_STAGES = ARMS
 WEIGHTS = "weights/best.pt"
 SCHEMA = "edgekd.export/v1"
 

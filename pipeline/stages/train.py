@@ -325,6 +325,3 @@ STAGES: list[Stage] = [
         for name, term in ABLATION_ARMS.items()
     ),
 ]
-
-#: Stage names of the trained student arms, for downstream stages (export, evaluate, report).
-STUDENT_ARMS: tuple[str, ...] = ("student", "distill", "distill_ultralytics", *ABLATION_ARMS)

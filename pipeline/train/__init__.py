@@ -10,3 +10,6 @@ Modules:
 
 The torch modules are imported by the stage functions only (``pipeline/stages/train.py``), never at CLI start-up.
 """
+
+#: Every trained arm's stage name, teacher first: the order of exports, report rows and training tables.
+ARMS = ("teacher", "student", "distill", "distill_ultralytics", "distill_cls", "distill_loc", "distill_feat")
