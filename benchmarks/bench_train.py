@@ -51,7 +51,7 @@ def synth_data_stage() -> Stage:
             (ctx.out / "images" / split).mkdir(parents=True)
             (ctx.out / "labels" / split).mkdir(parents=True)
             for i in range(n):
-                frame = render_frame(ctx.cfg.run.seed, split, i, syn.width, syn.height)
+                frame = render_frame(ctx.cfg.run.seed, split, i, syn.width, syn.height, reach=syn.reach)
                 cv2.imwrite(str(ctx.out / "images" / split / f"{i:06d}.jpg"), frame.image)
                 lines = []
                 for obj in frame.objects:

@@ -47,34 +47,12 @@ _VERSION = re.compile(r"TensorRT v(?P<v>\d+)")
 def time_gpu_compute(backend: Any, tensor: np.ndarray, runs: int, warmup: int = 10) -> list[float]:
     """GPU time (ms) of ``runs`` inferences of a :class:`deploy.backends.tensorrt.TensorRtBackend`.
 
-    Args:
-        backend: a loaded TensorRT backend (its ``run`` binds the buffers; its stream and cudart are reused).
-        tensor: one preprocessed input, shape ``(N, 3, H, W)``.
-        runs: timed inferences (>= 1); ``warmup``: untimed ones first.
-    Returns:
-        ``runs`` elapsed times in milliseconds between two CUDA events recorded on the backend's stream
-        around ``execute_async_v3`` (no host-device copies inside).
+    ``tensor``: one preprocessed input, shape ``(N, 3, H, W)``; ``warmup`` untimed runs first. The backend's
+    :meth:`~deploy.backends.tensorrt.TensorRtBackend.time_gpu` records the CUDA events on its own stream.
     """
     if runs < 1:
         raise InputError(f"GPU timing needs at least one run, got runs={runs}")
-    backend.run(tensor)  # binds input/output device buffers (and copies the input once)
-    cudart, stream, context = backend._cudart, backend._stream, backend.context
-    start = backend._check(cudart.cudaEventCreate())[0]
-    end = backend._check(cudart.cudaEventCreate())[0]
-    times: list[float] = []
-    try:
-        for i in range(warmup + runs):
-            backend._check(cudart.cudaEventRecord(start, stream))
-            if not context.execute_async_v3(int(stream)):
-                raise EdgeKDError(f"TensorRT execution of {backend.path.name} failed while timing with CUDA events")
-            backend._check(cudart.cudaEventRecord(end, stream))
-            backend._check(cudart.cudaEventSynchronize(end))
-            if i >= warmup:
-                times.append(float(backend._check(cudart.cudaEventElapsedTime(start, end))[0]))
-    finally:
-        cudart.cudaEventDestroy(start)
-        cudart.cudaEventDestroy(end)
-    return times
+    return list(backend.time_gpu(tensor, runs, warmup))
 
 
 def find_trtexec(explicit: Path | None = None) -> Path | None:

@@ -33,6 +33,12 @@ class SynthCfg(_Section):
     val: int = Field(200, ge=1, description="validation frames")
     width: int = Field(640, ge=64, le=4096)
     height: int = Field(384, ge=64, le=4096)
+    reach: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="depth range of road users (1: VRUs out to 70 m, cars 100 m; 0.3: ~21/30 m, all large)",
+    )
 
 
 class Bdd100kCfg(_Section):

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.data.synth import CLASSES, MIN_BOX, _records, _silhouette, render_frame
+from pipeline.data.synth import CLASSES, MAX_CAR_Z, MAX_VRU_Z, MIN_BOX, _records, _silhouette, render_frame
 from pipeline.data.synth_canvas import Canvas, Workspace
 from pipeline.data.synth_distractors import KINDS
 from pipeline.data.synth_writer import JPEG_QUALITY, generate_dataset, yolo_lines
@@ -64,6 +64,27 @@ def test_any_frame_regenerates_alone_with_the_same_bytes(dataset):
     assert ok and (dataset / "images/val/000003.jpg").read_bytes() == jpg.tobytes()
     assert (dataset / "labels/val/000003.txt").read_text() == yolo_lines(frame, W, H)
     assert np.array_equal(render_frame(3, "val", 2, W, H, Workspace(W, H)).image, frame.image)
+
+
+def test_reach_brings_every_road_user_near_and_leaves_reach_1_unchanged():
+    work = Workspace(320, 192)
+    full = [render_frame(11, "train", i, 320, 192, work) for i in range(30)]
+    same = [render_frame(11, "train", i, 320, 192, work, reach=1.0) for i in range(30)]
+    assert all(np.array_equal(a.image, b.image) and a.objects == b.objects for a, b in zip(full, same, strict=True))
+    near = [render_frame(11, "train", i, 320, 192, work, reach=0.3) for i in range(30)]
+
+    def heights(fs: list, cls: str) -> list[int]:
+        return [o.box[3] - o.box[1] for f in fs for o in f.objects if o.labelled and CLASSES[o.class_id] == cls]
+
+    for cls in CLASSES:
+        assert np.median(heights(near, cls)) > 1.5 * np.median(heights(full, cls)), cls
+    vru = [o.distance for f in near for o in f.objects if CLASSES[o.class_id] != "car"]
+    cars = [o.distance for f in near for o in f.objects if CLASSES[o.class_id] == "car"]
+    assert max(vru) <= 0.3 * MAX_VRU_Z + 2.5 + 1.5  # + a crossing's depth + a companion's offset
+    assert max(cars) <= 0.3 * MAX_CAR_Z + 2.5  # + half a car's width, crossing sideways
+    assert max(o.distance for f in full for o in f.objects) > 0.3 * MAX_CAR_Z + 2.5
+    with pytest.raises(ValueError, match="reach"):
+        render_frame(11, "train", 0, 320, 192, reach=0.0)
 
 
 def test_yolo_labels_are_valid(dataset):

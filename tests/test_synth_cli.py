@@ -32,6 +32,8 @@ def test_synth_command_writes_the_layout(tmp_path, capsys):
         (["--train", "-5"], "--train: got -5"),
         (["--val", "0"], "--val: got 0"),
         (["--seed", "-1"], "--seed: got -1"),
+        (["--reach", "0"], "--reach: got 0.0"),
+        (["--reach", "1.5"], "--reach: got 1.5"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(tmp_path, capsys, args, needle):

@@ -211,6 +211,31 @@ class TensorRtBackend(Backend):
         self._check(cudart.cudaStreamSynchronize(self._stream))
         return {k: v.astype(np.float32, copy=False) for k, v in outputs.items()}
 
+    def time_gpu(self, tensor: np.ndarray, runs: int, warmup: int) -> list[float]:
+        """Milliseconds between two CUDA events recorded on this engine's stream around ``execute_async_v3``.
+
+        ``tensor`` (N, 3, H, W) is bound and copied once by :meth:`run`; no host-device copy is inside the timed
+        span, so each of the ``runs`` numbers (after ``warmup`` untimed ones) is one inference's GPU compute time.
+        """
+        self.run(tensor)
+        cudart, stream = self._cudart, self._stream
+        start = self._check(cudart.cudaEventCreate())[0]
+        end = self._check(cudart.cudaEventCreate())[0]
+        times: list[float] = []
+        try:
+            for i in range(warmup + runs):
+                self._check(cudart.cudaEventRecord(start, stream))
+                if not self.context.execute_async_v3(int(stream)):
+                    raise EdgeKDError(f"TensorRT execution of {self.path.name} failed while timing with CUDA events")
+                self._check(cudart.cudaEventRecord(end, stream))
+                self._check(cudart.cudaEventSynchronize(end))
+                if i >= warmup:
+                    times.append(float(self._check(cudart.cudaEventElapsedTime(start, end))[0]))
+        finally:
+            cudart.cudaEventDestroy(start)
+            cudart.cudaEventDestroy(end)
+        return times
+
     def __del__(self) -> None:
         cudart = getattr(self, "_cudart", None)
         if cudart is None:

@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--val", type=int, default=200, metavar="M", help="validation frames (200)")
     s.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
     s.add_argument("--size", default="640x384", metavar="WxH", help="frame size in pixels (640x384)")
+    s.add_argument(
+        "--reach", type=float, default=1.0, metavar="R",
+        help="depth range of road users, in (0, 1] (1: out to 70 m; 0.3: within ~21 m, every object large)",
+    )  # fmt: skip
     s.set_defaults(func=_synth)
 
     c = data_sub.add_parser(
@@ -62,7 +66,7 @@ def _synth(args: argparse.Namespace) -> int:
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("frames", total=max(1, args.train) + max(1, args.val))
         info = generate_dataset(
-            args.out, train=args.train, val=args.val, seed=args.seed, width=width, height=height,
+            args.out, train=args.train, val=args.val, seed=args.seed, width=width, height=height, reach=args.reach,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
     out = Console(highlight=False)
@@ -72,7 +76,7 @@ def _synth(args: argparse.Namespace) -> int:
         out.print(
             f"{split}: {stats['images']} images; boxes: {boxes}; distractors: {kinds}", markup=False, soft_wrap=True
         )
-    out.print(f"wrote {args.out} (seed {args.seed}, {width}x{height})", markup=False)
+    out.print(f"wrote {args.out} (seed {args.seed}, {width}x{height}, reach {args.reach})", markup=False)
     return 0
 
 

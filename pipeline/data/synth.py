@@ -41,7 +41,8 @@ SPLIT_CODES = {"train": 0, "val": 1}
 MIN_BOX = 4  # pixels, both sides of a labelled box
 MIN_VISIBLE = 0.3  # share of the silhouette still visible for a label
 MAX_TRUNCATED = 0.6  # share of the box outside the frame beyond which it is an ignore region
-MAX_VRU_Z = 70.0
+MAX_VRU_Z = 70.0  # metres, at reach 1
+MAX_CAR_Z = 100.0
 Painter = Callable[[Canvas, float, float, float], None]  # (canvas, u0, v0, pixels per metre)
 
 
@@ -87,18 +88,24 @@ def frame_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), SPLIT_CODES[split], int(index)]))
 
 
-def render_frame(seed: int, split: str, index: int, width: int, height: int, work: Workspace | None = None) -> Frame:
+def render_frame(
+    seed: int, split: str, index: int, width: int, height: int, work: Workspace | None = None, *, reach: float = 1.0
+) -> Frame:
     """Frame ``index`` of ``split`` for ``seed`` at ``width`` x ``height`` pixels.
 
-    ``work`` (optional) is a :class:`Workspace` of that size reused across calls, only for speed.
+    ``work`` (optional) is a :class:`Workspace` of that size reused across calls, only for speed. ``reach`` in
+    (0, 1] scales the depth range of road users and street objects (1: VRUs out to ``MAX_VRU_Z`` m, cars to
+    ``MAX_CAR_Z`` m; 0.3: within about 21 and 30 m, so every labelled object is large).
     """
+    if not 0.0 < reach <= 1.0:
+        raise ValueError(f"reach: got {reach!r}, expected a number in (0, 1]")
     rng = frame_rng(seed, split, index)
     cond = sample_conditions(rng)
     cam = sample_camera(rng, width, height)
     street = sample_street(rng)
     canvas = Canvas.blank(width, height, lights=cond.lit, depth=cond.weather is Weather.FOG, work=work)
     bg = draw_background(canvas, cam, street, cond, rng)
-    flat, upright = _layout(rng, cam, street, bg, cond)
+    flat, upright = _layout(rng, cam, street, bg, cond, reach)
     shadow_k = float(rng.uniform(0.5, 1.3)) if bg.sun_side else 0.0
     entities = flat + sorted(upright, key=lambda p: -p.z)
     own = np.zeros(len(entities) + 1, np.int64)
@@ -195,20 +202,20 @@ def _in_view(cam: Camera, x: float, z: float, margin: float = 0.05) -> bool:
 
 
 def _layout(
-    rng: np.random.Generator, cam: Camera, street: Street, bg: Background, cond: Conditions
+    rng: np.random.Generator, cam: Camera, street: Street, bg: Background, cond: Conditions, reach: float
 ) -> tuple[list[_Placed], list[_Placed]]:
     """(flat things drawn first: cast shadows; upright things, drawn far to near afterwards)."""
     ground = _Ground()
     upright: list[_Placed] = []
     flat: list[_Placed] = []
     lit = cond.lit
-    _street_furniture(rng, cam, street, cond, ground, upright)
+    _street_furniture(rng, cam, street, cond, ground, upright, reach)
     for _ in range(min(int(rng.poisson(3.0)), 10)):
-        _pedestrian(rng, cam, street, bg, ground, upright)
+        _pedestrian(rng, cam, street, bg, ground, upright, reach)
     for _ in range(min(int(rng.poisson(1.0)), 4)):
-        _cyclist(rng, cam, street, bg, ground, upright, lit)
+        _cyclist(rng, cam, street, bg, ground, upright, lit, reach)
     for _ in range(min(int(rng.poisson(3.0)), 9)):
-        _car(rng, cam, street, bg, ground, upright, lit)
+        _car(rng, cam, street, bg, ground, upright, lit, reach)
     if bg.sun_side:
         for _ in range(int(rng.integers(0, 3))):
             x = rng.uniform(street.road_left - street.sidewalk, street.road_right + street.sidewalk)
@@ -223,15 +230,21 @@ def _layout(
     return flat, upright
 
 
-def _vru_z(rng: np.random.Generator, cam: Camera) -> float:
+def _vru_z(rng: np.random.Generator, cam: Camera, reach: float) -> float:
     """Depth of a road user or street object: skewed toward the camera (median ~ a third of the way out) so
-    that most are learnable, with a long tail of small, far ones up to ``MAX_VRU_Z``."""
+    that most are learnable, with a long tail of small, far ones up to ``reach * MAX_VRU_Z``."""
     near = max(cam.near_z + 1.0, 5.0)
-    return float(near + (MAX_VRU_Z - near) * rng.random() ** 1.5)
+    return float(near + max(reach * MAX_VRU_Z - near, 0.0) * rng.random() ** 1.5)
 
 
 def _street_furniture(
-    rng: np.random.Generator, cam: Camera, street: Street, cond: Conditions, ground: _Ground, out: list[_Placed]
+    rng: np.random.Generator,
+    cam: Camera,
+    street: Street,
+    cond: Conditions,
+    ground: _Ground,
+    out: list[_Placed],
+    reach: float,
 ) -> None:
     def put(kind: str, x: float, z: float, paint: Painter, r: float = 0.3) -> None:
         if _in_view(cam, x, z) and ground.claim(x - r, x + r, z - r, z + r):
@@ -257,7 +270,7 @@ def _street_furniture(
     for _ in range(int(rng.poisson(1.2))):
         right = bool(rng.random() < 0.6)
         inner, _ = street.sidewalk_range(right)
-        put("sign", inner + (0.35 if right else -0.35), _vru_z(rng, cam), functools.partial(_sign, rng=rng))
+        put("sign", inner + (0.35 if right else -0.35), _vru_z(rng, cam, reach), functools.partial(_sign, rng=rng))
     if rng.random() < 0.3:
         right = bool(rng.random() < 0.6)
         inner, _ = street.sidewalk_range(right)
@@ -268,7 +281,7 @@ def _street_furniture(
         right = bool(rng.random() < 0.5)
         inner, outer = street.sidewalk_range(right)
         put(
-            "bin", rng.uniform(min(inner, outer), max(inner, outer)), _vru_z(rng, cam), functools.partial(_bin, rng=rng)
+            "bin", rng.uniform(min(inner, outer), max(inner, outer)), _vru_z(rng, cam, reach), functools.partial(_bin, rng=rng)
         )
     for _ in range(int(rng.choice(3, p=[0.35, 0.45, 0.2]))):
         right = bool(rng.random() < 0.5)
@@ -307,18 +320,25 @@ def _poster(c: Canvas, u0: float, v0: float, s: float, *, rng: np.random.Generat
 
 
 def _pedestrian(
-    rng: np.random.Generator, cam: Camera, street: Street, bg: Background, ground: _Ground, out: list[_Placed]
+    rng: np.random.Generator,
+    cam: Camera,
+    street: Street,
+    bg: Background,
+    ground: _Ground,
+    out: list[_Placed],
+    reach: float,
 ) -> None:
     for _ in range(6):
         if rng.random() < 0.25:  # crossing the road, often on the zebra
-            z = bg.crosswalk_z + rng.uniform(0.5, 2.5) if bg.crosswalk_z and rng.random() < 0.7 else _vru_z(rng, cam)
+            near_crossing = bg.crosswalk_z and rng.random() < 0.7 and bg.crosswalk_z < reach * MAX_VRU_Z
+            z = bg.crosswalk_z + rng.uniform(0.5, 2.5) if near_crossing else _vru_z(rng, cam, reach)
             x = float(rng.uniform(street.road_left + 0.5, street.road_right - 0.5))
             view = View.SIDE
         else:
             right = bool(rng.random() < 0.5)
             inner, outer = street.sidewalk_range(right)
             x = float(rng.uniform(min(inner, outer) + 0.3, max(inner, outer) - 0.3))
-            z = _vru_z(rng, cam)
+            z = _vru_z(rng, cam, reach)
             view = (View.FRONT, View.BACK, View.SIDE)[int(rng.choice(3, p=[0.35, 0.35, 0.3]))]
         if _in_view(cam, x, z) and ground.claim(x - 0.25, x + 0.25, z - 0.25, z + 0.25):
             style = sample_person(rng, view)
@@ -342,16 +362,17 @@ def _cyclist(
     ground: _Ground,
     out: list[_Placed],
     lit: bool,
+    reach: float,
 ) -> None:
     for _ in range(6):
         mode = int(rng.choice(4, p=[0.5, 0.15, 0.25, 0.1]))
-        z = _vru_z(rng, cam)
+        z = _vru_z(rng, cam, reach)
         if mode == 0 or (mode == 1 and not street.lanes_left):  # riding ahead near the right kerb
             x, view, foot = street.road_right - rng.uniform(0.6, 1.3), View.BACK, (0.35, 0.0, 1.8)
         elif mode == 1:  # oncoming near the left kerb
             x, view, foot = street.road_left + rng.uniform(0.6, 1.3), View.FRONT, (0.35, 0.0, 1.8)
         elif mode == 2:  # crossing
-            if bg.crosswalk_z and rng.random() < 0.5:
+            if bg.crosswalk_z and rng.random() < 0.5 and bg.crosswalk_z < reach * MAX_VRU_Z:
                 z = bg.crosswalk_z + rng.uniform(0.5, 2.5)
             x, view, foot = rng.uniform(street.road_left + 1, street.road_right - 1), View.SIDE, (0.9, -0.3, 0.3)
         else:  # on the sidewalk
@@ -372,14 +393,15 @@ def _car(
     ground: _Ground,
     out: list[_Placed],
     lit: bool,
+    reach: float,
 ) -> None:
     for _ in range(6):
         mode = int(rng.choice(3, p=[0.6, 0.3, 0.1])) if street.lanes_left else int(rng.choice([0, 2], p=[0.88, 0.12]))
-        z = float(rng.uniform(cam.near_z + 1.0, 100.0))
+        z = float(rng.uniform(cam.near_z + 1.0, max(reach * MAX_CAR_Z, cam.near_z + 2.0)))
         if mode == 2:  # crossing at a junction
             view = View.SIDE
             x = float(rng.uniform(street.road_left, street.road_right))
-            z = float(rng.uniform(15.0, 60.0))
+            z = float(rng.uniform(max(15.0 * reach, cam.near_z + 2.0), max(60.0 * reach, cam.near_z + 3.0)))
         else:
             lanes = street.lane_centres(oncoming=mode == 1)
             x = float(lanes[int(rng.integers(len(lanes)))] + rng.normal(0, 0.2))

@@ -58,6 +58,13 @@ def check_size(width: int, height: int, what: str = "size") -> None:
             raise InputError(f"{what}: {name} {v} is out of range; expected {MIN_SIZE}..{MAX_SIZE} pixels")
 
 
+def check_reach(reach: float) -> None:
+    if isinstance(reach, bool) or not isinstance(reach, (int, float)) or not 0.0 < reach <= 1.0:
+        raise InputError(
+            f"--reach: got {reach!r}, expected a number in (0, 1] (1: road users out to 70 m; 0.3: within ~21 m)"
+        )
+
+
 def check_counts(train: int, val: int) -> None:
     for name, v in (("--train", train), ("--val", val)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -72,6 +79,7 @@ def generate_dataset(
     seed: int = 0,
     width: int = 640,
     height: int = 384,
+    reach: float = 1.0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Render ``train`` + ``val`` frames into ``out`` (new, empty, or an earlier synthetic dataset).
@@ -83,6 +91,7 @@ def generate_dataset(
     check_size(width, height)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed: got {seed!r}, expected a whole number >= 0")
+    check_reach(reach)
     _check_out(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -92,13 +101,14 @@ def generate_dataset(
         total, done = train + val, 0
         splits: dict[str, Any] = {}
         for split, n in (("train", train), ("val", val)):
-            splits[split] = _write_split(tmp, split, n, seed, width, height, progress, done, total)
+            splits[split] = _write_split(tmp, split, n, seed, (width, height, reach), progress, done, total)
             done += n
         provenance = {
             "generator": GENERATOR,
             "version": GENERATOR_VERSION,
             "seed": seed,
             "size": [width, height],
+            "reach": reach,
             "classes": list(CLASSES),
             "distractor_kinds": list(KINDS),
             "jpeg_quality": JPEG_QUALITY,
@@ -152,8 +162,17 @@ def _install(tmp: Path, out: Path) -> None:
 
 
 def _write_split(
-    root: Path, split: str, n: int, seed: int, width: int, height: int, progress: Progress | None, done: int, total: int
+    root: Path,
+    split: str,
+    n: int,
+    seed: int,
+    view: tuple[int, int, float],
+    progress: Progress | None,
+    done: int,
+    total: int,
 ) -> dict[str, Any]:
+    """Render one split; ``view`` is (width, height, reach)."""
+    width, height, reach = view
     img_dir, lbl_dir, ann_dir = root / "images" / split, root / "labels" / split, root / "annotations"
     for d in (img_dir, lbl_dir, ann_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -168,7 +187,7 @@ def _write_split(
     flags: Counter[str] = Counter()
     work = Workspace(width, height)
     for i in range(n):
-        frame = render_frame(seed, split, i, width, height, work)
+        frame = render_frame(seed, split, i, width, height, work, reach=reach)
         name, image_id = f"{i + 1:06d}", i + 1
         ok, jpg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:  # pragma: no cover - OpenCV always encodes a uint8 BGR image

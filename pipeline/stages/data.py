@@ -36,8 +36,10 @@ def _data(ctx: StageContext) -> None:
         from pipeline.data.synth_writer import generate_dataset
 
         s = cfg.synth
-        ctx.log(f"[data] generating {s.train} + {s.val} synthetic frames at {s.width}x{s.height}")
-        generate_dataset(ctx.out, train=s.train, val=s.val, seed=ctx.cfg.run.seed, width=s.width, height=s.height)
+        ctx.log(f"[data] generating {s.train} + {s.val} synthetic frames at {s.width}x{s.height}, reach {s.reach}")
+        generate_dataset(
+            ctx.out, train=s.train, val=s.val, seed=ctx.cfg.run.seed, width=s.width, height=s.height, reach=s.reach
+        )
     elif cfg.source is DataSource.YOLO:
         if cfg.yaml is None:  # the config validator already requires it
             raise StageError("data.yaml is null; set it to your ultralytics data.yaml when data.source is 'yolo'")
