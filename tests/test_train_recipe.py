@@ -24,6 +24,17 @@ def test_overrides_carry_the_recipe_and_resume_only_with_a_last_checkpoint(tmp_p
     assert trainer_overrides(recipe, "yolov8s.yaml", tmp_path)["resume"] == str(last)
 
 
+def test_a_relative_stage_folder_reaches_ultralytics_absolute(tmp_path, monkeypatch):
+    # ultralytics puts a relative project under its runs_dir/detect/, where the resume check would never look
+    monkeypatch.chdir(tmp_path)
+    last = tmp_path / "runs/x/.scratch/teacher/train/weights/last.pt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"x")
+    args = trainer_overrides(_recipe(), "yolov8s.yaml", Path("runs/x/.scratch/teacher"))
+    assert args["project"] == str(tmp_path / "runs/x/.scratch/teacher")
+    assert args["resume"] == str(last)
+
+
 def test_short_budget_warning():
     # ultralytics' defaults on 96 images: 144 iterations, 100 of them warm-up, an optimizer step every 8 batches
     msg = short_budget_warning(_recipe(), 96)

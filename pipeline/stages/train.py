@@ -18,6 +18,7 @@ manifest recorded for the ``teacher`` stage. torch and ultralytics are imported 
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -146,7 +147,7 @@ def _train_and_collect(
     model = finalize_checkpoint(best, dst)
     rows = read_results(csv)
     write_curves(rows, ctx.out / "curves.csv")
-    metrics = final_metrics(getattr(trainer, "metrics", None)) or _validate(dst, recipe)
+    metrics = final_metrics(getattr(trainer, "metrics", None)) or _validate(dst, recipe, work)
     names = {str(k): v for k, v in dict(model.names).items()}
     payload = {
         "stage": ctx.name,
@@ -175,15 +176,20 @@ def _train_and_collect(
     )
 
 
-def _validate(weights: Path, recipe: Recipe) -> dict[str, float]:
-    """Final metrics by ultralytics' validator, for trainers that ran in DDP subprocesses (no metrics in-process)."""
+def _validate(weights: Path, recipe: Recipe, work: Path) -> dict[str, float]:
+    """Final metrics by ultralytics' validator, for trainers that ran in DDP subprocesses (no metrics in-process).
+
+    ultralytics writes its val folder under ``work`` (removed with it), not under the user's ``runs/detect``."""
     from ultralytics import YOLO
 
     from pipeline.train.summary import final_metrics
 
     device = recipe.device.split(",")[0]
     extra = {k: v for k, v in val_args(recipe).items() if k != "split"}
-    metrics = YOLO(str(weights)).val(data=str(recipe.data), device=device, plots=False, verbose=False, **extra)
+    metrics = YOLO(str(weights)).val(
+        data=str(recipe.data), device=device, plots=False, verbose=False, project=os.path.abspath(work), name="val",
+        exist_ok=True, **extra,
+    )  # fmt: skip
     return final_metrics(metrics.results_dict)
 
 

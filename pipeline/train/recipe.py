@@ -8,6 +8,7 @@ with the same recipe and budget; only the model, the teacher and the loss differ
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,10 @@ def trainer_overrides(recipe: Recipe, model: str, project: Path, **extra: Any) -
     ``model`` is a model ``.yaml`` (from scratch) or a verified ``.pt`` path; ``project`` the folder ultralytics
     writes into (``project/train``). ``device`` passes through: ``cpu``, ``0`` (one CUDA GPU) or ``0,1`` (DDP).
     When ``project`` already holds a ``last.pt`` (the stage's scratch folder after a crash), ``resume`` points at
-    it: ultralytics restores the weights, optimizer, EMA and epoch, and trains the remaining epochs.
+    it: ultralytics restores the weights, optimizer, EMA and epoch, and trains the remaining epochs. ``project`` is
+    made absolute: ultralytics puts a relative one under its own ``runs_dir/detect/``, where no resume would look.
     """
+    project = Path(os.path.abspath(project))
     args: dict[str, Any] = {
         "model": model,
         "data": str(recipe.data),
