@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import build_config
-from pipeline.train.recipe import recipe_from_config, resume_checkpoint, short_budget_warning, trainer_overrides
+from pipeline.train.recipe import (
+    recipe_from_config,
+    record_checkpoints,
+    resume_checkpoint,
+    short_budget_warning,
+    trainer_overrides,
+)
 
 
 def _recipe(**train):
@@ -21,7 +27,11 @@ def test_overrides_carry_the_recipe_and_resume_only_with_a_last_checkpoint(tmp_p
     last = tmp_path / "train/weights/last.pt"
     last.parent.mkdir(parents=True)
     last.write_bytes(b"x")
+    assert "resume" not in trainer_overrides(recipe, "yolov8s.yaml", tmp_path)  # no checksum on record
+    record_checkpoints(last.parent)
     assert trainer_overrides(recipe, "yolov8s.yaml", tmp_path)["resume"] == str(last)
+    last.write_bytes(b"y")  # changed after it was recorded
+    assert "resume" not in trainer_overrides(recipe, "yolov8s.yaml", tmp_path)
 
 
 def test_a_relative_stage_folder_reaches_ultralytics_absolute(tmp_path, monkeypatch):
@@ -30,6 +40,7 @@ def test_a_relative_stage_folder_reaches_ultralytics_absolute(tmp_path, monkeypa
     last = tmp_path / "runs/x/.scratch/teacher/train/weights/last.pt"
     last.parent.mkdir(parents=True)
     last.write_bytes(b"x")
+    record_checkpoints(last.parent)
     args = trainer_overrides(_recipe(), "yolov8s.yaml", Path("runs/x/.scratch/teacher"))
     assert args["project"] == str(tmp_path / "runs/x/.scratch/teacher")
     assert args["resume"] == str(last)

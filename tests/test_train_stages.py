@@ -233,6 +233,37 @@ def test_interrupted_training_resumes_from_its_last_epoch(tmp_path, monkeypatch,
     assert not scratch.exists()  # removed once the stage succeeded
 
 
+def test_a_checkpoint_without_its_recorded_checksum_is_not_loaded(tmp_path, monkeypatch):
+    """A last.pt changed after the trainer saved it (a pickle can run code) is ignored: training starts over."""
+    from ultralytics.engine.trainer import BaseTrainer
+
+    cfg = build_config({**_cfg(tmp_path).model_dump(mode="json"), "train": {
+        "epochs": 2, "imgsz": 64, "batch": 2, "mosaic": 0.0, "close_mosaic": 0, "workers": 0}})  # fmt: skip
+    stages = [DATA, *(s for s in train_stages.STAGES if s.name == "teacher")]
+    validate, started = BaseTrainer.validate, []
+
+    def crash_in_epoch_2(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return validate(self)
+
+    monkeypatch.setattr(BaseTrainer, "validate", crash_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(cfg, stages, log=lambda m: None).run()
+    weights = cfg.run_dir / ".scratch/teacher/_ultralytics/train/weights"
+    assert (weights / "checkpoints.sha256").is_file()
+    with open(weights / "last.pt", "ab") as f:
+        f.write(b"\0")
+    monkeypatch.setattr(BaseTrainer, "validate", validate)
+    monkeypatch.setattr(BaseTrainer, "_setup_train", _spy(BaseTrainer._setup_train, started))
+    log: list[str] = []
+    results = {r.name: r.status for r in Runner(cfg, stages, log=log.append).run()}
+    assert results["teacher"] == "ran" and started == [0]
+    assert any("sha256 is not on record" in m for m in log), log
+    assert not any("resuming the interrupted training" in m for m in log)
+    assert _summary(cfg.run_dir, "teacher")["resumed"] is False
+
+
 def _spy(setup, started: list[int]):
     def wrapped(self):
         setup(self)

@@ -34,10 +34,13 @@ from pipeline.train.recipe import (
     WORK_DIR,
     Recipe,
     recipe_from_config,
+    record_checkpoints,
     resume_checkpoint,
     short_budget_warning,
     trainer_overrides,
     val_args,
+    verified_checkpoint,
+    weights_dir,
 )
 from pipeline.train.weights import ResolvedWeights, is_pickle, resolve_weights, verify_stage_weights
 
@@ -128,14 +131,19 @@ def _train_and_collect(
     resumed = (last := resume_checkpoint(work)) is not None
     if last is not None:
         ctx.log(f"[{ctx.name}] resuming the interrupted training from {last} (weights, optimizer, EMA, epoch)")
+    elif any(weights_dir(work).glob("*.pt")):
+        ctx.log(f"[{ctx.name}] warning: {weights_dir(work)} holds checkpoints whose sha256 is not on record "
+                "(written by something else, or cut short); they are not loaded, training starts over")  # fmt: skip
+        shutil.rmtree(work)
     started = time.perf_counter()
-    best, csv = work / RUN_NAME / "weights" / "best.pt", work / RUN_NAME / "results.csv"
+    best, csv = weights_dir(work) / "best.pt", work / RUN_NAME / "results.csv"
     trainer = None
-    if best.is_file() and csv.is_file() and len(read_results(csv)) >= recipe.epochs:
+    if verified_checkpoint(best) and csv.is_file() and len(read_results(csv)) >= recipe.epochs:
         ctx.log(f"[{ctx.name}] the interrupted run had finished training; collecting its results")
     else:
         try:
             trainer = make_trainer(work)
+            trainer.add_callback("on_model_save", lambda t: record_checkpoints(Path(t.wdir)))
             trainer.train()
         except (RuntimeError, ValueError, FileNotFoundError, TypeError) as exc:
             raise StageError(f"stage {ctx.name!r}: ultralytics training failed: {exc}") from exc

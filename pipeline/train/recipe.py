@@ -13,12 +13,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy.provenance import sha256_file
 from pipeline.config import Config
 
 #: Folder (inside the stage's output folder) where ultralytics writes its run; removed once the stage
 #: has copied what it keeps, so no absolute path of the temporary stage folder survives in the outputs.
 WORK_DIR = "_ultralytics"
 RUN_NAME = "train"
+#: sha256 of the checkpoints ultralytics saved, beside them: what a resume may load.
+CHECKSUMS = "checkpoints.sha256"
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,34 @@ def trainer_overrides(recipe: Recipe, model: str, project: Path, **extra: Any) -
 
 
 def resume_checkpoint(project: Path) -> Path | None:
-    """ultralytics' ``last.pt`` of an interrupted run in ``project``, if there is one."""
-    last = Path(project) / RUN_NAME / "weights" / "last.pt"
-    return last if last.is_file() else None
+    """ultralytics' ``last.pt`` of an interrupted run in ``project``, if there is one whose checksum is on record."""
+    last = weights_dir(project) / "last.pt"
+    return last if verified_checkpoint(last) else None
+
+
+def weights_dir(project: Path) -> Path:
+    """Where ultralytics saves ``last.pt`` and ``best.pt`` for a run in ``project``."""
+    return Path(project) / RUN_NAME / "weights"
+
+
+def record_checkpoints(folder: Path) -> None:
+    """Write the sha256 of every ``*.pt`` in ``folder`` to ``folder/CHECKSUMS`` (after each save of the trainer).
+
+    A checkpoint is a pickle that can run code: a resume loads only files whose checksum this recorded.
+    """
+    lines = "".join(f"{sha256_file(p)}  {p.name}\n" for p in sorted(Path(folder).glob("*.pt")))
+    tmp = Path(folder) / f".{CHECKSUMS}.tmp"
+    tmp.write_text(lines)
+    os.replace(tmp, Path(folder) / CHECKSUMS)
+
+
+def verified_checkpoint(path: Path) -> bool:
+    """True when ``path`` exists and matches the sha256 that :func:`record_checkpoints` wrote beside it."""
+    sums = Path(path).parent / CHECKSUMS
+    if not Path(path).is_file() or not sums.is_file():
+        return False
+    recorded = dict(reversed(line.split("  ", 1)) for line in sums.read_text().splitlines() if "  " in line)
+    return recorded.get(Path(path).name) == sha256_file(path)
 
 
 def val_args(recipe: Recipe) -> dict[str, Any]:
