@@ -196,6 +196,22 @@ class _Ground:
         return True
 
 
+@dataclass(frozen=True)
+class _Site:
+    """What placing things in a frame needs: camera, street, drawn background, conditions, depth ``reach``, and the
+    ground already taken."""
+
+    cam: Camera
+    street: Street
+    bg: Background
+    cond: Conditions
+    reach: float
+    ground: _Ground
+
+    def vru_z(self, rng: np.random.Generator) -> float:
+        return _vru_z(rng, self.cam, self.reach)
+
+
 def _in_view(cam: Camera, x: float, z: float, margin: float = 0.05) -> bool:
     u = cam.cx + cam.focal * x / z
     return z > cam.near_z + 0.5 and -margin * cam.width < u < (1 + margin) * cam.width
@@ -205,17 +221,16 @@ def _layout(
     rng: np.random.Generator, cam: Camera, street: Street, bg: Background, cond: Conditions, reach: float
 ) -> tuple[list[_Placed], list[_Placed]]:
     """(flat things drawn first: cast shadows; upright things, drawn far to near afterwards)."""
-    ground = _Ground()
+    site = _Site(cam, street, bg, cond, reach, _Ground())
     upright: list[_Placed] = []
     flat: list[_Placed] = []
-    lit = cond.lit
-    _street_furniture(rng, cam, street, cond, ground, upright, reach)
+    _street_furniture(rng, site, upright)
     for _ in range(min(int(rng.poisson(3.0)), 10)):
-        _pedestrian(rng, cam, street, bg, ground, upright, reach)
+        _pedestrian(rng, site, upright)
     for _ in range(min(int(rng.poisson(1.0)), 4)):
-        _cyclist(rng, cam, street, bg, ground, upright, lit, reach)
+        _cyclist(rng, site, upright)
     for _ in range(min(int(rng.poisson(3.0)), 9)):
-        _car(rng, cam, street, bg, ground, upright, lit, reach)
+        _car(rng, site, upright)
     if bg.sun_side:
         for _ in range(int(rng.integers(0, 3))):
             x = rng.uniform(street.road_left - street.sidewalk, street.road_right + street.sidewalk)
@@ -237,15 +252,9 @@ def _vru_z(rng: np.random.Generator, cam: Camera, reach: float) -> float:
     return float(near + max(reach * MAX_VRU_Z - near, 0.0) * rng.random() ** 1.5)
 
 
-def _street_furniture(
-    rng: np.random.Generator,
-    cam: Camera,
-    street: Street,
-    cond: Conditions,
-    ground: _Ground,
-    out: list[_Placed],
-    reach: float,
-) -> None:
+def _street_furniture(rng: np.random.Generator, site: _Site, out: list[_Placed]) -> None:
+    cam, street, cond, ground = site.cam, site.street, site.cond, site.ground
+
     def put(kind: str, x: float, z: float, paint: Painter, r: float = 0.3) -> None:
         if _in_view(cam, x, z) and ground.claim(x - r, x + r, z - r, z + r):
             out.append(_Placed(kind, x, z, paint))
@@ -270,7 +279,7 @@ def _street_furniture(
     for _ in range(int(rng.poisson(1.2))):
         right = bool(rng.random() < 0.6)
         inner, _ = street.sidewalk_range(right)
-        put("sign", inner + (0.35 if right else -0.35), _vru_z(rng, cam, reach), functools.partial(_sign, rng=rng))
+        put("sign", inner + (0.35 if right else -0.35), site.vru_z(rng), functools.partial(_sign, rng=rng))
     if rng.random() < 0.3:
         right = bool(rng.random() < 0.6)
         inner, _ = street.sidewalk_range(right)
@@ -280,9 +289,8 @@ def _street_furniture(
     for _ in range(int(rng.poisson(0.8))):
         right = bool(rng.random() < 0.5)
         inner, outer = street.sidewalk_range(right)
-        put(
-            "bin", rng.uniform(min(inner, outer), max(inner, outer)), _vru_z(rng, cam, reach), functools.partial(_bin, rng=rng)
-        )
+        x = rng.uniform(min(inner, outer), max(inner, outer))
+        put("bin", x, site.vru_z(rng), functools.partial(_bin, rng=rng))
     for _ in range(int(rng.choice(3, p=[0.35, 0.45, 0.2]))):
         right = bool(rng.random() < 0.5)
         _, outer = street.sidewalk_range(right)
@@ -319,26 +327,19 @@ def _poster(c: Canvas, u0: float, v0: float, s: float, *, rng: np.random.Generat
     draw_poster(c, u0, v0, s, rng, billboard)
 
 
-def _pedestrian(
-    rng: np.random.Generator,
-    cam: Camera,
-    street: Street,
-    bg: Background,
-    ground: _Ground,
-    out: list[_Placed],
-    reach: float,
-) -> None:
+def _pedestrian(rng: np.random.Generator, site: _Site, out: list[_Placed]) -> None:
+    cam, street, bg, ground = site.cam, site.street, site.bg, site.ground
     for _ in range(6):
         if rng.random() < 0.25:  # crossing the road, often on the zebra
-            near_crossing = bg.crosswalk_z and rng.random() < 0.7 and bg.crosswalk_z < reach * MAX_VRU_Z
-            z = bg.crosswalk_z + rng.uniform(0.5, 2.5) if near_crossing else _vru_z(rng, cam, reach)
+            near_crossing = bg.crosswalk_z and rng.random() < 0.7 and bg.crosswalk_z < site.reach * MAX_VRU_Z
+            z = bg.crosswalk_z + rng.uniform(0.5, 2.5) if near_crossing else site.vru_z(rng)
             x = float(rng.uniform(street.road_left + 0.5, street.road_right - 0.5))
             view = View.SIDE
         else:
             right = bool(rng.random() < 0.5)
             inner, outer = street.sidewalk_range(right)
             x = float(rng.uniform(min(inner, outer) + 0.3, max(inner, outer) - 0.3))
-            z = _vru_z(rng, cam, reach)
+            z = site.vru_z(rng)
             view = (View.FRONT, View.BACK, View.SIDE)[int(rng.choice(3, p=[0.35, 0.35, 0.3]))]
         if _in_view(cam, x, z) and ground.claim(x - 0.25, x + 0.25, z - 0.25, z + 0.25):
             style = sample_person(rng, view)
@@ -354,25 +355,17 @@ def _pedestrian(
             return
 
 
-def _cyclist(
-    rng: np.random.Generator,
-    cam: Camera,
-    street: Street,
-    bg: Background,
-    ground: _Ground,
-    out: list[_Placed],
-    lit: bool,
-    reach: float,
-) -> None:
+def _cyclist(rng: np.random.Generator, site: _Site, out: list[_Placed]) -> None:
+    cam, street, bg, ground, lit = site.cam, site.street, site.bg, site.ground, site.cond.lit
     for _ in range(6):
         mode = int(rng.choice(4, p=[0.5, 0.15, 0.25, 0.1]))
-        z = _vru_z(rng, cam, reach)
+        z = site.vru_z(rng)
         if mode == 0 or (mode == 1 and not street.lanes_left):  # riding ahead near the right kerb
             x, view, foot = street.road_right - rng.uniform(0.6, 1.3), View.BACK, (0.35, 0.0, 1.8)
         elif mode == 1:  # oncoming near the left kerb
             x, view, foot = street.road_left + rng.uniform(0.6, 1.3), View.FRONT, (0.35, 0.0, 1.8)
         elif mode == 2:  # crossing
-            if bg.crosswalk_z and rng.random() < 0.5 and bg.crosswalk_z < reach * MAX_VRU_Z:
+            if bg.crosswalk_z and rng.random() < 0.5 and bg.crosswalk_z < site.reach * MAX_VRU_Z:
                 z = bg.crosswalk_z + rng.uniform(0.5, 2.5)
             x, view, foot = rng.uniform(street.road_left + 1, street.road_right - 1), View.SIDE, (0.9, -0.3, 0.3)
         else:  # on the sidewalk
@@ -385,16 +378,8 @@ def _cyclist(
             return
 
 
-def _car(
-    rng: np.random.Generator,
-    cam: Camera,
-    street: Street,
-    bg: Background,
-    ground: _Ground,
-    out: list[_Placed],
-    lit: bool,
-    reach: float,
-) -> None:
+def _car(rng: np.random.Generator, site: _Site, out: list[_Placed]) -> None:
+    cam, street, ground, reach = site.cam, site.street, site.ground, site.reach
     for _ in range(6):
         mode = int(rng.choice(3, p=[0.6, 0.3, 0.1])) if street.lanes_left else int(rng.choice([0, 2], p=[0.88, 0.12]))
         z = float(rng.uniform(cam.near_z + 1.0, max(reach * MAX_CAR_Z, cam.near_z + 2.0)))
@@ -412,6 +397,6 @@ def _car(
         fx = (car.length / 2, 0.0, car.width) if view is View.SIDE else (car.width / 2, 0.0, car.length)
         if _in_view(cam, x, z, 0.3) and ground.claim(x - fx[0], x + fx[0], z + fx[1], z + fx[2]):
             zd = z + (car.width / 2 if view is View.SIDE else 0.0)
-            paint = functools.partial(draw_car, c=car, lights=lit)
+            paint = functools.partial(draw_car, c=car, lights=site.cond.lit)
             out.append(_Placed("car", x, zd, paint, view.value, car.height))
             return
