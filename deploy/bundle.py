@@ -36,11 +36,10 @@ BUNDLE_JSON = "bundle.json"
 REFERENCE = "eval/reference_detections.json"
 EVAL_GT = "eval/annotations/val_coco.json"
 EVAL_DISTRACTORS = "eval/annotations/val_distractors.json"
-_CHUNK = 1 << 20
 
 
 # ---------------------------------------------------------------- files and checksums
-from deploy.provenance import sha256_file  # noqa: E402  (re-exported: bundle users import it from here)
+from deploy.provenance import format_sums, parse_sums, sha256_file  # noqa: E402  (sha256_file re-exported for users)
 from deploy.textio import read_json  # noqa: E402  (re-exported: device_bench reads bundle files with it)
 
 
@@ -56,8 +55,7 @@ def file_table(root: Path, exclude: tuple[str, ...] = (BUNDLE_JSON, SUMS)) -> di
 def write_sums(root: Path) -> Path:
     """``SHA256SUMS`` over every file (bundle.json included), sorted, as ``sha256sum`` writes it."""
     table = file_table(root, exclude=(SUMS,))
-    text = "".join(f"{v['sha256']}  {k}\n" for k, v in table.items())
-    (root / SUMS).write_text(text)
+    (root / SUMS).write_text(format_sums({k: v["sha256"] for k, v in table.items()}))
     return root / SUMS
 
 
@@ -65,19 +63,6 @@ def dump_json(obj: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
     return path
-
-
-def parse_sums(text: str, source: str) -> dict[str, str]:
-    """``<sha256>  <path>`` lines -> {path: sha256}; a malformed line raises IntegrityError naming ``source``."""
-    out = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        digest, sep, rel = line.partition("  ")
-        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not rel:
-            raise IntegrityError(f"{source}: line {n} is not '<sha256>  <path>': {line[:80]!r}")
-        out[rel.lstrip("*")] = digest
-    return out
 
 
 @dataclass

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
+from deploy.errors import IntegrityError
+
 _CHUNK = 1 << 20
 
 
@@ -19,6 +21,24 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def format_sums(digests: dict[str, str]) -> str:
+    """{path: sha256} -> ``<sha256>  <path>`` lines, sorted by path, as ``sha256sum`` writes them."""
+    return "".join(f"{digests[k]}  {k}\n" for k in sorted(digests))
+
+
+def parse_sums(text: str, source: str) -> dict[str, str]:
+    """``<sha256>  <path>`` lines -> {path: sha256}; a malformed line raises IntegrityError naming ``source``."""
+    out = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not rel:
+            raise IntegrityError(f"{source}: line {n} is not '<sha256>  <path>': {line[:80]!r}")
+        out[rel.lstrip("*")] = digest
+    return out
 
 
 def package_versions(names: Iterable[str]) -> dict[str, str]:

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.provenance import sha256_file
+from deploy.errors import IntegrityError
+from deploy.provenance import format_sums, parse_sums, sha256_file
 from pipeline.config import Config
 
 #: Folder (inside the stage's output folder) where ultralytics writes its run; removed once the stage
@@ -132,9 +133,8 @@ def record_checkpoints(folder: Path) -> None:
 
     A checkpoint is a pickle that can run code: a resume loads only files whose checksum this recorded.
     """
-    lines = "".join(f"{sha256_file(p)}  {p.name}\n" for p in sorted(Path(folder).glob("*.pt")))
     tmp = Path(folder) / f".{CHECKSUMS}.tmp"
-    tmp.write_text(lines)
+    tmp.write_text(format_sums({p.name: sha256_file(p) for p in Path(folder).glob("*.pt")}))
     os.replace(tmp, Path(folder) / CHECKSUMS)
 
 
@@ -143,7 +143,10 @@ def verified_checkpoint(path: Path) -> bool:
     sums = Path(path).parent / CHECKSUMS
     if not Path(path).is_file() or not sums.is_file():
         return False
-    recorded = dict(reversed(line.split("  ", 1)) for line in sums.read_text().splitlines() if "  " in line)
+    try:
+        recorded = parse_sums(sums.read_text(errors="replace"), str(sums))
+    except IntegrityError:  # a garbled record trusts nothing
+        return False
     return recorded.get(Path(path).name) == sha256_file(path)
 
 
