@@ -101,7 +101,7 @@ def generate_dataset(
         total, done = train + val, 0
         splits: dict[str, Any] = {}
         for split, n in (("train", train), ("val", val)):
-            splits[split] = _write_split(tmp, split, n, seed, (width, height, reach), progress, done, total)
+            splits[split] = _write_split(tmp, split, n, seed, width, height, progress, done, total, reach=reach)
             done += n
         provenance = {
             "generator": GENERATOR,
@@ -166,13 +166,14 @@ def _write_split(
     split: str,
     n: int,
     seed: int,
-    view: tuple[int, int, float],
+    width: int,
+    height: int,
     progress: Progress | None,
     done: int,
     total: int,
+    *,
+    reach: float,
 ) -> dict[str, Any]:
-    """Render one split; ``view`` is (width, height, reach)."""
-    width, height, reach = view
     img_dir, lbl_dir, ann_dir = root / "images" / split, root / "labels" / split, root / "annotations"
     for d in (img_dir, lbl_dir, ann_dir):
         d.mkdir(parents=True, exist_ok=True)
