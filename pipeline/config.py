@@ -159,6 +159,10 @@ class EvaluationCfg(_Section):
     robustness_images: int = Field(48, ge=0, description="val images per corruption (0: no robustness)")
     robustness_recipes: tuple[str, ...] = Field(("float", "head_float"), description="variants to corrupt-test")
     robustness_severity: int = Field(3, ge=1, le=5)
+    bootstrap_resamples: int = Field(
+        500, ge=0, description="paired-bootstrap resamples for the mAP differences the report tests (0: none)"
+    )
+    bootstrap_confidence: float = Field(0.95, gt=0, lt=1, description="their confidence interval")
 
 
 class BenchmarkCfg(_Section):

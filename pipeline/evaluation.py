@@ -123,3 +123,46 @@ def subset_distractors(dis: Mapping[str, Any] | None, gt: Mapping[str, Any]) -> 
         return None
     ids = {im["id"] for im in gt["images"]}
     return {**dis, "distractors": [d for d in dis["distractors"] if d["image_id"] in ids]}
+
+
+def paired_tests(ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(kind, a, b): the mAP50-95 differences a - b the report tests, among the variants ``ids`` present.
+
+    * ``edgekd_vs_ultralytics``: edgekd's INT8 (head_float) against ultralytics' INT8 export of the same weights and
+      calibration frames, per runtime;
+    * ``int8_vs_fp32``: each head_float INT8 against the same model's ONNX Runtime FP32 (the drop targets);
+    * ``distillation``: the distilled student against the directly trained one and against ultralytics-style
+      distillation, at ONNX Runtime FP32 and INT8.
+    """
+    out = []
+    for vid in ids:
+        model, runtime, precision, recipe = vid.split("/")
+        if precision == "int8" and recipe == "ultralytics":
+            out.append(("edgekd_vs_ultralytics", f"{model}/{runtime}/int8/head_float", vid))
+        elif precision == "int8" and recipe == "head_float":
+            out.append(("int8_vs_fp32", vid, f"{model}/onnxruntime/fp32/float"))
+    for variant in ("onnxruntime/fp32/float", "onnxruntime/int8/head_float"):
+        out += [("distillation", f"distill/{variant}", f"{other}/{variant}") for other in ("student", "distill_ultralytics")]
+    present = set(ids)
+    return [t for t in out if t[1] in present and t[2] in present]
+
+
+def paired_entries(
+    gt: Mapping[str, Any], detections: Mapping[str, list], *, resamples: int, confidence: float, seed: int
+) -> list[dict[str, Any]]:
+    """One paired-bootstrap entry per :func:`paired_tests` pair of the ``detections`` (variant id -> COCO results)."""
+    from pipeline.significance import image_matches, paired_bootstrap
+
+    matches: dict[str, Any] = {}
+    entries = []
+    for kind, a, b in paired_tests(list(detections)):
+        for vid in (a, b):
+            if vid not in matches:
+                matches[vid] = image_matches(gt, detections[vid])
+        d = paired_bootstrap(matches[a], matches[b], resamples=resamples, confidence=confidence, seed=seed)
+        if d is not None:
+            entries.append(
+                {"kind": kind, "a": a, "b": b, "delta_map50_95": d.delta, "ci_low": d.low, "ci_high": d.high,
+                 "confidence": d.confidence, "resamples": d.resamples, "n_images": d.n_images, "verdict": d.verdict}
+            )
+    return entries

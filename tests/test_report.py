@@ -114,6 +114,7 @@ def test_page_has_every_section_and_embedded_figures(page, metrics):
         "false-alarms",
         "calibration",
         "latency",
+        "paired",
         "quantization",
         "robustness",
         "distractors",
@@ -177,9 +178,20 @@ def test_render_is_deterministic(metrics, comparison, page):
 def test_summary_is_short_and_complete(metrics):
     baseline = load_metrics(FIXTURES / "baseline.json")
     text = render_summary(metrics, compare_metrics(metrics, baseline, default_tolerances()))
-    assert len(text.splitlines()) <= 60
+    assert len(text.splitlines()) <= 70
     assert "✅ within tolerance" in text and "`student/onnxruntime/fp32/float` (ref)" in text
     assert render_summary(metrics).count("No baseline given") == 1
+
+
+def test_paired_tests_in_page_and_summary(page, metrics):
+    section = page.split('<section id="paired">')[1].split("</section>")[0]
+    assert "resampled with replacement 500 times" in section and "not the training seed" in section
+    assert "<td>+1.82</td><td>[+0.51, +3.07]</td>" in section and ">better<" in section and ">worse<" in section
+    text = render_summary(metrics)
+    assert "Paired bootstrap over the 60 validation images" in text
+    assert "| distillation | `distill/onnxruntime/fp32/float` − `student/onnxruntime/fp32/float` | +1.82 |" in text
+    assert "int8_vs_fp32" not in text and "INT8 − FP32" not in text  # the matrix's Δ FP32 has it; the HTML lists it
+    assert "Paired bootstrap" not in render_summary({k: v for k, v in metrics.items() if k != "paired"})
 
 
 def test_summary_truncates_many_rows_and_failures(metrics):
@@ -193,7 +205,7 @@ def test_summary_truncates_many_rows_and_failures(metrics):
         if row["map50_95"] is not None:
             row["map50_95"] -= 0.1
     text = render_summary(worse, compare_metrics(worse, many, default_tolerances()))
-    assert len(text.splitlines()) <= 60
+    assert len(text.splitlines()) <= 70
     assert "more row(s) in report.html" in text and "more regression(s)" in text
 
 

@@ -103,6 +103,10 @@ def test_semantic_checks(current):
     orphan["per_class"][0]["variant"] = "ghost/onnxruntime/fp32"
     assert any("per_class[0].variant" in p for p in schema_problems(orphan))
 
+    paired = copy.deepcopy(current)
+    paired["paired"][1]["b"] = "ghost/onnxruntime/fp32/float"
+    assert any(p.startswith("paired[1].b: got 'ghost/onnxruntime/fp32/float'") for p in schema_problems(paired))
+
     curve = copy.deepcopy(current)
     curve["curves"]["ghost/openvino/fp32"] = {}
     assert any("curves.ghost/openvino/fp32" in p for p in schema_problems(curve))

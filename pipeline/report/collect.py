@@ -43,7 +43,7 @@ from pipeline.report.metrics_file import variant_id
 from pipeline.train import ARMS
 
 TRAIN_STAGES = ARMS
-_TABLES = ("per_class", "per_condition", "robustness", "distractors", "curves")
+_TABLES = ("per_class", "per_condition", "robustness", "distractors", "curves", "paired")
 
 
 @dataclass

@@ -25,6 +25,7 @@ SECTIONS = (
     ("false-alarms", "Miss rate & PR"),
     ("calibration", "Calibration"),
     ("latency", "Latency"),
+    ("paired", "Paired differences"),
     ("quantization", "Quantization sensitivity"),
     ("robustness", "Robustness"),
     ("distractors", "Distractors"),

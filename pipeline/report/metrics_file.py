@@ -42,6 +42,7 @@ TABLE_KEYS = (
     "per_condition",
     "robustness",
     "distractors",
+    "paired",
     "sensitivity",
     "curves",
     "latency",
@@ -128,7 +129,7 @@ def build_metrics(
         "per_class": _clean(list(tables.get("per_class") or [])),
         "per_condition": _clean(list(tables.get("per_condition") or [])),
     }
-    for key in ("robustness", "distractors", "sensitivity", "training"):
+    for key in ("robustness", "distractors", "paired", "sensitivity", "training"):
         if tables.get(key):
             obj[key] = _clean(list(tables[key]))
     if tables.get("curves"):
@@ -311,6 +312,10 @@ def _semantic_problems(obj: dict[str, Any]) -> list[str]:
         for i, entry in enumerate(obj.get(table, [])):
             if entry["variant"] not in seen:
                 problems.append(f"{table}[{i}].variant: got {entry['variant']!r}, which is not the id of any row")
+    for i, entry in enumerate(obj.get("paired", [])):
+        for side in ("a", "b"):
+            if entry[side] not in seen:
+                problems.append(f"paired[{i}].{side}: got {entry[side]!r}, which is not the id of any row")
     for table in ("curves", "latency"):
         for key in obj.get(table, {}):
             if key not in seen:

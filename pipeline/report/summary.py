@@ -1,7 +1,8 @@
 """Markdown summary of a run (and of its regression gate), short enough for a GitHub step summary / PR comment.
 
-At most ~60 lines: the gate verdict, the comparison matrix (key columns, :data:`MAX_ROWS` rows) and the
-failed checks (:data:`MAX_FAILURES`); everything else is in report.html.
+At most ~70 lines: the gate verdict, the comparison matrix (key columns, :data:`MAX_ROWS` rows), the paired
+edgekd-vs-ultralytics and distillation tests, and the failed checks (:data:`MAX_FAILURES`); everything else is in
+report.html.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from pipeline.compare import Comparison
 from pipeline.report.fmt import MATRIX_COLUMNS, SUMMARY_KEYS, fmt, latency_ratios, md_cell
 from pipeline.report.metrics_file import variant_id
+from pipeline.report.tables import paired_rows
 
 MAX_ROWS = 24
 MAX_FAILURES = 12
@@ -43,6 +45,21 @@ def _matrix(metrics: Mapping[str, Any]) -> list[str]:
         lines.append(f"| `{vid}`{mark} | " + " | ".join(cells) + " |")
     if len(rows) > MAX_ROWS:
         lines.append(f"\n_… {len(rows) - MAX_ROWS} more row(s) in report.html_")
+    return lines
+
+
+def _paired(metrics: Mapping[str, Any]) -> list[str]:
+    """The edgekd-vs-ultralytics and distillation tests (INT8 vs FP32 is in the matrix's Δ FP32 and the HTML)."""
+    entries = metrics.get("paired") or []
+    rows = paired_rows(entries, ("edgekd_vs_ultralytics", "distillation"))
+    if not rows:
+        return []
+    conf = f"{entries[0]['confidence']:.0%}"
+    head = (f"Paired bootstrap over the {entries[0]['n_images']} validation images (mAP50-95 points, {conf} CI; "
+            "it covers which images were drawn, not the training seed):")
+    lines = ["", head, "",
+             "| test | a − b | Δ | CI | verdict |", "|---|---|---:|---:|---|"]
+    lines += [f"| {t} | `{a}` − `{b}` | {d} | {ci} | {v} |" for t, a, b, d, ci, v in rows]
     return lines
 
 
@@ -82,6 +99,7 @@ def render_summary(metrics: Mapping[str, Any], comparison: Comparison | None = N
         f"× ref = p50 / `{metrics.get('reference') or 'none'}` (same run).",
         "",
         *_matrix(metrics),
+        *_paired(metrics),
     ]
     if comparison is not None:
         lines += _failures(comparison)

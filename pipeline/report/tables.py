@@ -222,8 +222,42 @@ def training_html(entries: Sequence[Mapping[str, Any]]) -> str:
     return html_table(["Model", "Params (M)", "GFLOPs", "Epochs", "Train s", "val mAP50", "val mAP50-95"], rows)
 
 
+PAIRED_KINDS = {
+    "edgekd_vs_ultralytics": "edgekd INT8 − ultralytics INT8",
+    "int8_vs_fp32": "INT8 − FP32",
+    "distillation": "distillation",
+}
+
+
+def paired_rows(entries: Sequence[Mapping[str, Any]], kinds: Sequence[str]) -> list[list[Any]]:
+    """[kind label, a, b, Δ points, CI text, verdict] of the ``entries`` of ``kinds``, in that order."""
+    rows = []
+    for kind in kinds:
+        for x in (x for x in entries if x["kind"] == kind):
+            ci = f"[{100 * x['ci_low']:+.2f}, {100 * x['ci_high']:+.2f}]"
+            rows.append([PAIRED_KINDS[kind], x["a"], x["b"], f"{100 * x['delta_map50_95']:+.2f}", ci, x["verdict"]])
+    return rows
+
+
+def paired_html(entries: Sequence[Mapping[str, Any]]) -> str:
+    head = ["Test", "a", "b", "Δ mAP50-95 (a − b)", f"{entries[0]['confidence']:.0%} CI", "Verdict"]
+    rows = [
+        [cell(test), cell(a, "code"), cell(b, "code"), f"<td>{e(delta)}</td>", f"<td>{e(ci)}</td>", cell(verdict)]
+        for test, a, b, delta, ci, verdict in paired_rows(entries, list(PAIRED_KINDS))
+    ]
+    return html_table(head, rows, text_cols=3)
+
+
 def table_sections(metrics: Mapping[str, Any], section: Callable, figure: Callable, empty: Callable) -> list[str]:
     out = []
+    paired = metrics.get("paired") or []
+    if paired:
+        lead = (
+            f"Same validation images ({paired[0]['n_images']}), resampled with replacement "
+            f"{paired[0]['resamples']} times; a difference is called only when its interval excludes 0. The interval "
+            "covers which images were drawn, not the training seed: repeat runs with other seeds for that."
+        )
+        out.append(section("paired", "Paired differences", paired_html(paired), lead))
     sens = metrics.get("sensitivity") or []
     fallback = (metrics.get("extra") or {}).get("fallback")
     body = sensitivity_table(sens) if sens else empty("No sensitivity analysis in this run.")

@@ -4,7 +4,8 @@ Each artifact of :func:`pipeline.artifacts.list_artifacts` runs through :class:`
 (same letterbox, decode and NMS for all) and :func:`deploy.metrics.evaluate.evaluate`. Outputs::
 
     metrics_rows.json   {"rows": [...]}  one row per variant (no latency; the report joins bench.json)
-    tables.json         {"per_class", "per_condition", "robustness", "distractors", "curves", "thresholds"}
+    tables.json         {"per_class", "per_condition", "robustness", "distractors", "curves", "thresholds", "paired"}
+                        ("paired": mAP50-95 differences with paired-bootstrap intervals, :mod:`pipeline.significance`)
     variants/<id>.json  the full evaluate result of each variant (id with '/' -> '__')
     detections/<id>.json  its COCO detections (``edgekd metrics`` reproduces the numbers from them)
 """
@@ -82,7 +83,9 @@ def run_evaluate(ctx: StageContext) -> None:
     opts = _options(cfg)
     stats = _model_stats(ctx.run_dir)
     rows: list[dict[str, Any]] = []
-    tables: dict[str, Any] = {"per_class": [], "per_condition": [], "robustness": [], "distractors": [], "curves": {}, "thresholds": {}}
+    tables: dict[str, Any] = {"per_class": [], "per_condition": [], "robustness": [], "distractors": [], "curves": {},
+                              "thresholds": {}, "paired": []}
+    detections: dict[str, list] = {}
     artifacts = list_artifacts(ctx.run_dir)
     for i, art in enumerate(ctx.track(artifacts, "[evaluate] variants", len(artifacts)), 1):
         det = Detector(art.path, conf=ev.conf_threshold, iou=ev.nms_iou, max_det=ev.max_det, threads=cfg.benchmark.threads)
@@ -91,6 +94,7 @@ def run_evaluate(ctx: StageContext) -> None:
         safe = art.id.replace("/", "__")
         _write(ctx.out / "variants" / f"{safe}.json", result)
         _write(ctx.out / "detections" / f"{safe}.json", dets)
+        detections[art.id] = dets
         extra = {**stats.get(art.model, {}), "size_mb": file_size_mb(art.path), "executed_precision": det.executed_precision}
         rows.append(E.metric_row(art.row_key(), result, extra))
         tables["per_class"] += E.per_class_entries(art.id, result)
@@ -105,6 +109,13 @@ def run_evaluate(ctx: StageContext) -> None:
             f"FPPI@op {_fmt(rows[-1]['fppi_at_op'])} LAMR {_fmt(rows[-1]['lamr'])}"
         )
     E.add_deltas(rows)
+    if ev.bootstrap_resamples:
+        tables["paired"] = E.paired_entries(
+            gt, detections, resamples=ev.bootstrap_resamples, confidence=ev.bootstrap_confidence, seed=cfg.run.seed
+        )
+        for p in tables["paired"]:
+            ctx.log(f"[evaluate] {p['a']} - {p['b']}: {100 * p['delta_map50_95']:+.2f} mAP50-95 points, "
+                    f"{p['confidence']:.0%} CI [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}]: {p['verdict']}")
     _write(ctx.out / "metrics_rows.json", {"rows": rows})
     _write(ctx.out / "tables.json", tables)
 
@@ -117,10 +128,10 @@ STAGES = [
     Stage(
         "evaluate",
         run_evaluate,
-        version="1",
+        version="2",
         params=("evaluation", "benchmark.threads", "run.seed"),
         upstream=("data", "export", "quantize", "peers"),
-        tools=("onnxruntime", "openvino", "faster-coco-eval", "opencv-python-headless", "numpy"),
+        tools=("onnxruntime", "openvino", "faster-coco-eval", "pycocotools", "opencv-python-headless", "numpy"),
         description="false alarms, accuracy, calibration and robustness of every variant",
     )
 ]
