@@ -117,6 +117,41 @@ def test_bad_ground_truth_and_options_exit_2(tmp_path, capsys):
     assert "recall target" in capsys.readouterr().err
 
 
+def test_metrics_vs_prints_the_paired_difference(tmp_path, capsys):
+    pytest.importorskip("pycocotools")
+    gt, dt = write_pair(tmp_path)
+    worse = tmp_path / "worse.json"
+    worse.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [20, 20, 30, 60], "score": 0.9}]))
+    out = tmp_path / "m.json"
+    args = ["metrics", "--gt", str(gt), "--dt", str(dt), "--vs", str(worse), "--out", str(out), "--resamples", "50"]
+    assert main(args) == 0
+    paired = json.loads(out.read_text())["paired"]
+    assert paired["delta_map50_95"] > 0 and paired["resamples"] == 50 and paired["n_images"] == 3
+    assert paired["ci_low"] <= paired["delta_map50_95"] <= paired["ci_high"] and paired["vs"] == str(worse)
+    printed = capsys.readouterr().out
+    assert "mAP50-95 dt.json - worse.json: +" in printed and "95% CI [" in printed and "over 3 images" in printed
+    assert main(["metrics", "--gt", str(gt), "--dt", str(dt), "--vs", str(dt), "-q", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["paired"]["verdict"] == "no detectable difference"
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--resamples", "0"], "--resamples: got 0"),
+        (["--confidence", "1"], "--confidence: got 1.0, expected a value in (0, 1)"),
+    ],
+)
+def test_metrics_vs_bad_options_and_files_exit_2(tmp_path, capsys, extra, needle):
+    gt, dt = write_pair(tmp_path)
+    assert main(["metrics", "--gt", str(gt), "--dt", str(dt), "--vs", str(dt), *extra]) == 2
+    assert needle in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"foo": 1}')
+    assert main(["metrics", "--gt", str(gt), "--dt", str(dt), "--vs", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "Traceback" not in err
+
+
 def test_metrics_command_never_imports_torch(tmp_path):
     gt, dt = write_pair(tmp_path)
     code = (

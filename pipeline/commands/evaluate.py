@@ -24,6 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--dt", required=True, type=Path, metavar="DT.json", help="COCO detection results (a list)")
     m.add_argument("--out", type=Path, metavar="M.json", help="write every metric, curve and breakdown as JSON")
     m.add_argument("--distractors", type=Path, metavar="D.json", help="distractor boxes (synthetic data)")
+    m.add_argument(
+        "--vs",
+        type=Path,
+        metavar="DT_B.json",
+        help="another detector's results on the same images: also print mAP50-95(--dt) - mAP50-95(--vs) with a "
+        "paired-bootstrap confidence interval over images (needs pycocotools: pip install 'edgekd[train]')",
+    )
+    m.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for --vs (default 1000)")
+    m.add_argument("--confidence", type=float, default=0.95, help="confidence of the --vs interval (default 0.95)")
     _add_metric_args(m)
     m.set_defaults(func=_metrics)
 
@@ -65,12 +74,47 @@ def _options(args: argparse.Namespace):
 def _metrics(args: argparse.Namespace) -> int:
     from deploy.metrics import evaluate_files
 
+    if args.vs is not None and args.resamples < 1:
+        raise InputError(f"--resamples: got {args.resamples}, expected a positive number of bootstrap resamples")
+    if args.vs is not None and not 0 < args.confidence < 1:
+        raise InputError(f"--confidence: got {args.confidence}, expected a value in (0, 1), e.g. 0.95")
     result = evaluate_files(args.gt, args.dt, _options(args), args.distractors)
+    if args.vs is not None:
+        evaluate_files(args.gt, args.vs, _options(args))  # validates the second file, naming it
+        result["paired"] = _paired(args)
     if args.out is not None:
         _write_json(args.out, result)
     if not args.quiet:
         print_table(result, title=f"{args.dt.name} vs {args.gt.name}")
+        if args.vs is not None:
+            p = result["paired"]
+            print(
+                f"mAP50-95 {args.dt.name} - {args.vs.name}: {100 * p['delta_map50_95']:+.2f} points, "
+                f"{p['confidence']:.0%} CI [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}] over "
+                f"{p['n_images']} images ({p['resamples']} resamples): {p['verdict']}"
+            )
     return 0
+
+
+def _paired(args: argparse.Namespace) -> dict[str, Any]:
+    """The paired bootstrap of ``--dt`` against ``--vs`` (:mod:`pipeline.significance`)."""
+    from deploy.errors import BackendUnavailableError
+    from deploy.metrics.cocoio import load_json
+
+    try:
+        import pycocotools  # noqa: F401
+
+        from pipeline.significance import image_matches, paired_bootstrap
+    except ImportError:
+        raise BackendUnavailableError("--vs needs pycocotools: pip install 'edgekd[train]' (or pycocotools)") from None
+    gt = load_json(args.gt, "ground truth")
+    a = image_matches(gt, load_json(args.dt, "detections"))
+    b = image_matches(gt, load_json(args.vs, "detections"))
+    d = paired_bootstrap(a, b, resamples=args.resamples, confidence=args.confidence)
+    if d is None:
+        raise InputError(f"--gt {str(args.gt)!r}: no ground-truth boxes, so mAP50-95 and its difference are undefined")
+    return {"vs": str(args.vs), "delta_map50_95": d.delta, "ci_low": d.low, "ci_high": d.high,
+            "confidence": d.confidence, "resamples": d.resamples, "n_images": d.n_images, "verdict": d.verdict}  # fmt: skip
 
 
 def _eval(args: argparse.Namespace) -> int:
