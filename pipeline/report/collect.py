@@ -42,7 +42,6 @@ from deploy.errors import StageError
 from pipeline.report.metrics_file import variant_id
 from pipeline.train import ARMS
 
-TRAIN_STAGES = ARMS
 _TABLES = ("per_class", "per_condition", "robustness", "distractors", "curves", "paired")
 
 
@@ -269,7 +268,7 @@ def _first(d: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
 
 def read_training(inputs: Mapping[str, Path], out: Collected) -> None:
     training = []
-    for name in TRAIN_STAGES:
+    for name in ARMS:
         path = inputs[name] / "summary.json" if name in inputs else None
         if path is None or not path.is_file():
             continue

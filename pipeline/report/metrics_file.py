@@ -67,7 +67,6 @@ PACKAGES = (
     "matplotlib",
 )
 # Display / sort order of the usual names; others follow alphabetically.
-_MODEL_ORDER = ARMS
 _RUNTIME_ORDER = ("pytorch", "onnxruntime", "openvino", "tensorrt")
 _PRECISION_ORDER = ("fp32", "fp16", "bf16", "mixed", "int8")
 
@@ -89,7 +88,7 @@ def _rank(value: Any, order: Sequence[str]) -> tuple[int, str]:
 def row_sort_key(row: Mapping[str, Any]) -> tuple:
     """Teacher first, then student, distill...; runtimes and precisions in a fixed order."""
     return (
-        _rank(row.get("model"), _MODEL_ORDER),
+        _rank(row.get("model"), ARMS),
         _rank(row.get("runtime"), _RUNTIME_ORDER),
         _rank(row.get("precision"), _PRECISION_ORDER),
         str(row.get("recipe") or ""),

@@ -22,14 +22,13 @@ from deploy.errors import StageError
 from pipeline.runner import Stage, StageContext, sha256_file
 from pipeline.train import ARMS
 
-MODEL_STAGES = ARMS
 WEIGHTS = "weights/best.pt"
 SCHEMA = "edgekd.export/v1"
 
 
 def trained_models(ctx: StageContext) -> list[str]:
-    """The model stages among this stage's inputs, in MODEL_STAGES order."""
-    return [m for m in MODEL_STAGES if m in ctx.inputs]
+    """The model stages among this stage's inputs, in ARMS order."""
+    return [m for m in ARMS if m in ctx.inputs]
 
 
 def verified_weights(ctx: StageContext, model: str) -> tuple[Path, str]:
@@ -100,7 +99,7 @@ STAGES = [
             "export.parity_images",
             "train.imgsz",
         ),
-        upstream=("data", *MODEL_STAGES),
+        upstream=("data", *ARMS),
         tools=("torch", "ultralytics", "onnx", "onnxslim", "onnxruntime"),
         description="ONNX export (boxes + scores outputs, contract metadata) with a PyTorch parity check",
     )

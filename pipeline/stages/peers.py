@@ -6,8 +6,7 @@ import json
 
 from pipeline.config import Config
 from pipeline.runner import Stage, StageContext
-
-MODEL_STAGES = ("teacher", "student", "distill", "distill_ultralytics")
+from pipeline.train import ARMS
 
 
 def _peers(ctx: StageContext) -> None:
@@ -47,7 +46,7 @@ STAGES = [
         _peers,
         version="1",
         params=("benchmark.peers", "benchmark.peer_models", "train.imgsz"),
-        upstream=("data", "calib", *MODEL_STAGES),
+        upstream=("data", "calib", *ARMS),
         tools=("ultralytics", "torch", "onnx", "onnxruntime", "openvino", "nncf"),
         enabled=_enabled,
         description="ultralytics' own ONNX/OpenVINO FP32 and INT8 exports of the same weights",

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.report.collect import TRAIN_STAGES
 from pipeline.report.metrics_file import PACKAGES
 from pipeline.runner import Stage, StageContext
+from pipeline.train import ARMS
 
 
 def _report(ctx: StageContext) -> None:
@@ -97,7 +97,7 @@ STAGES = [
         version="1",
         # metrics.json records the whole resolved config (provenance), so every section is a parameter
         params=tuple(Config.model_fields),
-        upstream=("evaluate", "bench", "quantize", *TRAIN_STAGES),
+        upstream=("evaluate", "bench", "quantize", *ARMS),
         tools=PACKAGES + ("jsonschema",),
         external=_external,
         description="metrics.json, report.html, summary.md (+ junit.xml vs report.baseline)",
