@@ -89,7 +89,7 @@ def _metrics(args: argparse.Namespace) -> int:
         if args.vs is not None:
             p = result["paired"]
             print(
-                f"mAP50-95 {args.dt.name} - {args.vs.name}: {100 * p['delta_map50_95']:+.2f} points, "
+                f"mAP50-95 {args.dt} - {args.vs}: {100 * p['delta_map50_95']:+.2f} points, "
                 f"{p['confidence']:.0%} CI [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}] over "
                 f"{p['n_images']} images ({p['resamples']} resamples): {p['verdict']}"
             )
