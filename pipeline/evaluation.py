@@ -161,8 +161,5 @@ def paired_entries(
                 matches[vid] = image_matches(gt, detections[vid])
         d = paired_bootstrap(matches[a], matches[b], resamples=resamples, confidence=confidence, seed=seed)
         if d is not None:
-            entries.append(
-                {"kind": kind, "a": a, "b": b, "delta_map50_95": d.delta, "ci_low": d.low, "ci_high": d.high,
-                 "confidence": d.confidence, "resamples": d.resamples, "n_images": d.n_images, "verdict": d.verdict}
-            )
+            entries.append({"kind": kind, "a": a, "b": b, **d.as_dict()})
     return entries

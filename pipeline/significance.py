@@ -70,6 +70,19 @@ class PairedDelta:
             return "worse"
         return "no detectable difference"
 
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (metrics.json ``paired`` entries, ``edgekd metrics --vs``); differences are fractions."""
+        return {"delta_map50_95": self.delta, "ci_low": self.low, "ci_high": self.high, "confidence": self.confidence,
+                "resamples": self.resamples, "n_images": self.n_images, "verdict": self.verdict}  # fmt: skip
+
+
+def describe(entry: Mapping[str, Any]) -> str:
+    """``+0.35 points, 95% CI [+0.05, +0.76]: better`` of an :meth:`PairedDelta.as_dict` entry."""
+    return (
+        f"{100 * entry['delta_map50_95']:+.2f} points, {entry['confidence']:.0%} CI "
+        f"[{100 * entry['ci_low']:+.2f}, {100 * entry['ci_high']:+.2f}]: {entry['verdict']}"
+    )
+
 
 def image_matches(gt_coco: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> ImageMatches:
     """Run pycocotools' per-image evaluation of COCO ``results`` and keep what accumulation needs."""

@@ -9,7 +9,7 @@ import pytest
 
 from deploy.metrics.coco import coco_map
 from pipeline.evaluation import paired_entries, paired_tests
-from pipeline.significance import image_matches, paired_bootstrap, weighted_map50_95
+from pipeline.significance import describe, image_matches, paired_bootstrap, weighted_map50_95
 
 pytest.importorskip("pycocotools")
 
@@ -111,6 +111,8 @@ def test_a_clearly_better_variant_is_called_better_and_the_interval_holds_the_di
     assert d.delta == pytest.approx(coco_map(gt, dets)["map50_95"] - coco_map(gt, worse)["map50_95"])
     assert 0 < d.low <= d.delta <= d.high
     assert d.verdict == "better"
+    text = describe(d.as_dict())
+    assert text.startswith(f"{100 * d.delta:+.2f} points, 95% CI [{100 * d.low:+.2f}, ") and text.endswith(": better")
     flipped = paired_bootstrap(b, a, resamples=200, seed=0)
     assert flipped.verdict == "worse"
     assert (flipped.low, flipped.high) == pytest.approx((-d.high, -d.low))

@@ -87,12 +87,10 @@ def _metrics(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_table(result, title=f"{args.dt.name} vs {args.gt.name}")
         if args.vs is not None:
+            from pipeline.significance import describe
+
             p = result["paired"]
-            print(
-                f"mAP50-95 {args.dt} - {args.vs}: {100 * p['delta_map50_95']:+.2f} points, "
-                f"{p['confidence']:.0%} CI [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}] over "
-                f"{p['n_images']} images ({p['resamples']} resamples): {p['verdict']}"
-            )
+            print(f"mAP50-95 {args.dt} - {args.vs}: {describe(p)} ({p['n_images']} images, {p['resamples']} resamples)")
     return 0
 
 
@@ -113,8 +111,7 @@ def _paired(args: argparse.Namespace) -> dict[str, Any]:
     d = paired_bootstrap(a, b, resamples=args.resamples, confidence=args.confidence)
     if d is None:
         raise InputError(f"--gt {str(args.gt)!r}: no ground-truth boxes, so mAP50-95 and its difference are undefined")
-    return {"vs": str(args.vs), "delta_map50_95": d.delta, "ci_low": d.low, "ci_high": d.high,
-            "confidence": d.confidence, "resamples": d.resamples, "n_images": d.n_images, "verdict": d.verdict}  # fmt: skip
+    return {"vs": str(args.vs), **d.as_dict()}
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -113,9 +113,10 @@ def run_evaluate(ctx: StageContext) -> None:
         tables["paired"] = E.paired_entries(
             gt, detections, resamples=ev.bootstrap_resamples, confidence=ev.bootstrap_confidence, seed=cfg.run.seed
         )
+        from pipeline.significance import describe
+
         for p in tables["paired"]:
-            ctx.log(f"[evaluate] {p['a']} - {p['b']}: {100 * p['delta_map50_95']:+.2f} mAP50-95 points, "
-                    f"{p['confidence']:.0%} CI [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}]: {p['verdict']}")
+            ctx.log(f"[evaluate] mAP50-95 {p['a']} - {p['b']}: {describe(p)}")
     _write(ctx.out / "metrics_rows.json", {"rows": rows})
     _write(ctx.out / "tables.json", tables)
 
