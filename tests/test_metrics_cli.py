@@ -130,7 +130,9 @@ def test_metrics_vs_prints_the_paired_difference(tmp_path, capsys):
     assert paired["ci_low"] <= paired["delta_map50_95"] <= paired["ci_high"] and paired["vs"] == str(worse)
     printed = capsys.readouterr().out
     assert f"mAP50-95 {dt} - {worse}: +" in printed and "95% CI [" in printed and "(3 images, 50 resamples)" in printed
-    assert main(["metrics", "--gt", str(gt), "--dt", str(dt), "--vs", str(dt), "-q", "--out", str(out)]) == 0
+    wrapped = tmp_path / "wrapped.json"  # a COCO object holding the results as annotations is accepted too
+    wrapped.write_text(json.dumps({"annotations": json.loads(dt.read_text())}))
+    assert main(["metrics", "--gt", str(gt), "--dt", str(dt), "--vs", str(wrapped), "-q", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["paired"]["verdict"] == "no detectable difference"
 
 

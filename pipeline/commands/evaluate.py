@@ -80,7 +80,6 @@ def _metrics(args: argparse.Namespace) -> int:
         raise InputError(f"--confidence: got {args.confidence}, expected a value in (0, 1), e.g. 0.95")
     result = evaluate_files(args.gt, args.dt, _options(args), args.distractors)
     if args.vs is not None:
-        evaluate_files(args.gt, args.vs, _options(args))  # validates the second file, naming it
         result["paired"] = _paired(args)
     if args.out is not None:
         _write_json(args.out, result)
@@ -97,7 +96,7 @@ def _metrics(args: argparse.Namespace) -> int:
 def _paired(args: argparse.Namespace) -> dict[str, Any]:
     """The paired bootstrap of ``--dt`` against ``--vs`` (:mod:`pipeline.significance`)."""
     from deploy.errors import BackendUnavailableError
-    from deploy.metrics.cocoio import load_json
+    from deploy.metrics.cocoio import load_json, parse_detections, parse_ground_truth
 
     try:
         import pycocotools  # noqa: F401
@@ -105,9 +104,9 @@ def _paired(args: argparse.Namespace) -> dict[str, Any]:
         from pipeline.significance import image_matches, paired_bootstrap
     except ImportError:
         raise BackendUnavailableError("--vs needs pycocotools: pip install 'edgekd[train]' (or pycocotools)") from None
-    gt = load_json(args.gt, "ground truth")
-    a = image_matches(gt, load_json(args.dt, "detections"))
-    b = image_matches(gt, load_json(args.vs, "detections"))
+    gt, dt, vs = load_json(args.gt, "ground truth"), load_json(args.dt, "detections"), load_json(args.vs, "detections")
+    parse_detections(vs, parse_ground_truth(gt, str(args.gt)), str(args.vs))  # --dt was checked by evaluate_files
+    a, b = (image_matches(gt, x["annotations"] if isinstance(x, dict) else x) for x in (dt, vs))  # both forms parse
     d = paired_bootstrap(a, b, resamples=args.resamples, confidence=args.confidence)
     if d is None:
         raise InputError(f"--gt {str(args.gt)!r}: no ground-truth boxes, so mAP50-95 and its difference are undefined")
