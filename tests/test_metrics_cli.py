@@ -136,6 +136,14 @@ def test_metrics_vs_prints_the_paired_difference(tmp_path, capsys):
     assert json.loads(out.read_text())["paired"]["verdict"] == "no detectable difference"
 
 
+def test_metrics_vs_without_pycocotools_says_what_to_install(tmp_path, capsys, monkeypatch):
+    gt, dt = write_pair(tmp_path)
+    monkeypatch.setitem(sys.modules, "pycocotools", None)  # import fails, as on a base (runtime-only) install
+    assert main(["metrics", "--gt", str(gt), "--dt", str(dt), "--vs", str(dt)]) != 0
+    err = capsys.readouterr().err
+    assert "--vs needs pycocotools: pip install 'edgekd[train]'" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
