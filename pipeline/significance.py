@@ -151,10 +151,8 @@ def weighted_ap(m: ClassMatches, weights: np.ndarray) -> np.ndarray | None:
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1.0), 0.0)
     precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # COCO's precision envelope
-    # every row's first recall >= each recall point, in one search: row t shifted by 2t keeps the rows apart
-    shift = 2.0 * np.arange(n_t)[:, None]
-    idx = np.searchsorted((recall + shift).ravel(), (RECALL_POINTS[None, :] + shift).ravel(), side="left")
-    idx = idx.reshape(n_t, -1) - recall.shape[1] * np.arange(n_t)[:, None]
+    # each row's first recall >= each recall point (per row: shifting rows apart would round recalls onto points)
+    idx = np.stack([np.searchsorted(recall[t], RECALL_POINTS, side="left") for t in range(n_t)])
     reached = idx < recall.shape[1]
     picked = np.take_along_axis(precision, np.minimum(idx, recall.shape[1] - 1), axis=1)
     return np.where(reached, picked, 0.0).mean(axis=1)
