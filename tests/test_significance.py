@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+from _coco_scenes import random_case
 
 from deploy.metrics.coco import coco_map
 from pipeline.evaluation import paired_entries, paired_tests
@@ -15,41 +16,17 @@ pytest.importorskip("pycocotools")
 
 
 def scene(seed: int, n_images: int = 20, n_cats: int = 3, tie_scores: bool = False) -> tuple[dict, list[dict]]:
-    """Overlapping boxes, crowd regions, missed/duplicated detections, background false alarms, one flooded image."""
+    """:func:`random_case` plus a class without boxes and one image flooded with more than COCO's 100 detections
+    per class; ``tie_scores=False`` redraws every score continuous (no ties)."""
+    gt, dets = random_case(seed, n_images, n_cats)
     rng = random.Random(seed)
-    gt = {
-        "images": [{"id": 10 + i, "width": 320, "height": 240} for i in range(n_images)],
-        "categories": [{"id": c + 1, "name": f"c{c}"} for c in range(n_cats + 1)],  # the last class has no boxes
-        "annotations": [],
-    }
-    dets = []
-    for img in gt["images"]:
-        for _ in range(rng.randint(0, 5)):
-            w, h = rng.uniform(8, 60), rng.uniform(16, 120)
-            box = [rng.uniform(0, 260), rng.uniform(0, 120), w, h]
-            cat = rng.randint(1, n_cats)
-            crowd = int(rng.random() < 0.1)
-            gt["annotations"].append(
-                {"id": len(gt["annotations"]) + 1, "image_id": img["id"], "category_id": cat, "bbox": box,
-                 "area": w * h, "iscrowd": crowd}
-            )  # fmt: skip
-            for _ in range(rng.choice([0, 1, 1, 2])):
-                jit = [box[0] + rng.gauss(0, w * 0.1), box[1] + rng.gauss(0, h * 0.1), w * rng.uniform(0.8, 1.2), h]
-                dets.append({"image_id": img["id"], "category_id": cat, "bbox": jit, "score": _score(rng, tie_scores)})
-        for _ in range(rng.randint(0, 6)):
-            dets.append({
-                "image_id": img["id"], "category_id": rng.randint(1, n_cats + 1),
-                "bbox": [rng.uniform(0, 300), rng.uniform(0, 200), rng.uniform(5, 50), rng.uniform(5, 90)],
-                "score": _score(rng, tie_scores) * 0.7,
-            })  # fmt: skip
-    flooded = gt["images"][0]["id"]  # more than COCO's 100 detections per image and class
-    dets += [{"image_id": flooded, "category_id": 1, "bbox": [rng.uniform(0, 300), rng.uniform(0, 200), 9, 9],
-              "score": _score(rng, tie_scores) * 0.5} for _ in range(130)]  # fmt: skip
+    gt["categories"].append({"id": n_cats + 1, "name": "no boxes"})
+    dets.append({"image_id": 1, "category_id": n_cats + 1, "bbox": [10, 10, 20, 20], "score": 0.5})
+    dets += [{"image_id": 1, "category_id": 1, "bbox": [rng.uniform(0, 300), rng.uniform(0, 200), 9, 9],
+              "score": round(rng.random() * 0.5, 2)} for _ in range(130)]  # fmt: skip
+    if not tie_scores:
+        dets = [{**d, "score": rng.random()} for d in dets]
     return gt, dets
-
-
-def _score(rng: random.Random, tie: bool) -> float:
-    return round(rng.random(), 1) if tie else rng.random()
 
 
 def duplicated(gt: dict, dets: list[dict], counts: np.ndarray) -> tuple[dict, list[dict]]:
