@@ -23,16 +23,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from deploy.bundle import BUNDLE_JSON, dump_json, load_bundle, read_json
+from deploy.bundle import BUNDLE_JSON, dump_json, load_bundle
+from deploy.bundle_eval import evaluate_variant
 from deploy.device_info import device_info, device_label, machine_info, package_versions
 from deploy.errors import InputError
 from deploy.latency import Samples, file_size_mb, time_frame
 from deploy.power import detect_throttling, energy_per_frame, open_sampler, summarize_trace
 
 RUNTIMES = ("tensorrt", "onnxruntime", "openvino")
-ROW_METRICS = ("map50", "map50_95", "precision_at_op", "recall_at_op", "fppi_at_op", "lamr", "fa_per_hour", "dece")
 
 
 @dataclass(frozen=True)
@@ -153,72 +151,6 @@ def build_engines(
     return done, records
 
 
-def at_thresholds(
-    gt_coco: dict[str, Any], results: list[dict[str, Any]], thresholds: dict[str, Any], fps: float
-) -> dict[str, Any]:
-    """Recall, precision, FPPI and false alarms per hour with the bundle's fixed per-class thresholds.
-
-    Mean over classes with ground truth and a threshold (Caltech matching of :mod:`deploy.metrics.matching`).
-    """
-    from deploy.metrics.cocoio import parse_detections, parse_ground_truth
-    from deploy.metrics.matching import FP, TP, match_dataset
-
-    gt = parse_ground_truth(gt_coco, "bundled ground truth")
-    matches = match_dataset(gt, parse_detections(results, gt, "detections"))
-    recall, precision, fppi = [], [], []
-    for cid, m in matches.items():
-        thr = thresholds.get(gt.categories[cid])
-        if m.n_pos == 0 or thr is None:
-            continue
-        keep = m.score >= thr
-        tp, fp = int(((m.status == TP) & keep).sum()), int(((m.status == FP) & keep).sum())
-        recall.append(tp / m.n_pos)
-        fppi.append(fp / max(m.n_images, 1))
-        if tp + fp:
-            precision.append(tp / (tp + fp))
-
-    def mean(v: list[float]) -> float | None:
-        return float(np.mean(v)) if v else None
-
-    f = mean(fppi)
-    return {
-        "recall_at_bundle_op": mean(recall),
-        "precision_at_bundle_op": mean(precision),
-        "fppi_at_bundle_op": f,
-        "fa_per_hour_at_bundle_op": None if f is None else f * fps * 3600.0,
-    }
-
-
-def _scalars(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v is None or isinstance(v, (bool, int, float, str))}
-
-
-def evaluate_variant(
-    det: Any, vid: str, root: Path, manifest: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    """(row metrics, tables {per_class, per_condition}, COCO results) of one detector on the bundled set."""
-    from deploy.metrics.evaluate import EvalOptions, evaluate, predict_coco
-
-    gt = read_json(root / manifest["eval"]["annotations"], "bundled ground truth")
-    dis_rel = manifest["eval"].get("distractors")
-    distractors = read_json(root / dis_rel, "bundled distractors") if dis_rel else None
-    validated = manifest.get("validated", {})
-    fps = float(validated.get("fps", 30.0))
-    options = EvalOptions(recall_target=float(validated.get("recall_target", 0.9)), fps=fps)
-    results = predict_coco(det, gt, root / "eval")
-    metrics = evaluate(gt, results, options, distractors)
-    row = {k: metrics["overall"].get(k) for k in ROW_METRICS}
-    row["op_reached"] = metrics["overall"].get("op_reached")
-    row.update(at_thresholds(gt, results, manifest.get("thresholds", {}).get("per_class", {}), fps))
-    per_class = [{"variant": vid, "class": name, **_scalars(v)} for name, v in metrics["per_class"].items()]
-    per_condition = [
-        {"variant": vid, "attribute": attr, "value": str(value), **_scalars(v)}
-        for attr, values in (metrics["breakdown"].get("conditions") or {}).items()
-        for value, v in values.items()
-    ]
-    return row, {"per_class": per_class, "per_condition": per_condition}, results
-
-
 def time_variant(
     det: Any, jpegs: list[bytes], runs: int, warmup: int, min_seconds: float
 ) -> tuple[Samples, float, float, int]:
@@ -247,126 +179,176 @@ def run_device_bench(
     engine_builder: Callable[..., Any] | None = None,
 ) -> DeviceBenchResult:
     """Benchmark every variant of ``bundle``; write ``out/device.json`` and engines; return rows and tables."""
-    from deploy.backends import is_available
-    from deploy.detector import Detector
-
     root, out = Path(bundle), Path(out)
     manifest = load_bundle(root)
     out.mkdir(parents=True, exist_ok=True)
     info = device_info()
-    notes = [f"bundle: {n}" for n in manifest.get("notes", [])]
-    available = {
-        "onnxruntime": is_available("onnxruntime"),
-        "openvino": is_available("openvino"),
-        "tensorrt": info["tensorrt"] is not None,
-    }
-    if "tensorrt" in options.runtimes and not available["tensorrt"]:
-        msg = f"TensorRT is absent on this machine ({info['tensorrt_note']}): no TensorRT FP16/INT8 rows; ran ONNX Runtime only"
-        warn(msg)
-        notes.append(msg)
-    plans, plan_notes = plan_variants(manifest, options.runtimes, available)
-    notes += plan_notes
-    engines: list[dict[str, Any]] = []
-    if any(p.build for p in plans):
-        builder: Callable[..., Any]
-        if engine_builder is not None:
-            builder = engine_builder
-        else:
-            from deploy.trt_build import build_engine as builder
-        plans, engines = build_engines(plans, root, out, manifest, builder, options.workspace_mb, log)
-    if not plans:
-        raise InputError(
-            f"{root / BUNDLE_JSON}: nothing to benchmark with runtimes {list(options.runtimes)} on this machine"
-        )
-    jpegs = [p.read_bytes() for p in sorted((root / "eval" / "images").glob("*")) if p.is_file()]
-    fp32: dict[str, Any] = next((a for a in manifest["artifacts"] if a.get("role") == "fp32"), {})
-
-    sampler, power_how = open_sampler(options.power_interval_ms, options.power)
-    if sampler is None:
-        msg = f"power not measured: {power_how}"
-        warn(msg)
-        notes.append(msg)
-    else:
-        log(f"power: {power_how}")
-        jtop_mode = getattr(sampler, "nvpmodel", None)
-        if info["nvpmodel"] is None and jtop_mode:
-            info["nvpmodel"] = {"name": jtop_mode, "id": None, "source": "jtop"}
-        time.sleep(options.idle_seconds)
+    bench = _Bench(root, out, manifest, options, log, warn, notes=[f"bundle: {n}" for n in manifest.get("notes", [])])
+    plans, engines = bench.plan(info, engine_builder)
+    sampler, power_how = bench.start_power(info)
     idle_end = time.monotonic()
-    label = device_label(info)
+    bench.label = device_label(info)
     rows: list[dict[str, Any]] = []
     tables: dict[str, Any] = {"per_class": [], "per_condition": [], "latency": {}}
-    windows, details = {}, {}
     try:
         for plan in plans:
-            log(f"[{plan.id}] evaluating on {manifest['eval']['images']} bundled images")
-            path = Path(plan.path) if Path(plan.path).is_absolute() else root / plan.path
-            det = Detector(path, threads=options.threads)
-            metrics, tabs, results = evaluate_variant(det, plan.id, root, manifest)
-            dump_json(results, out / "detections" / (plan.id.replace("/", "_") + ".json"))
-            log(f"[{plan.id}] timing {options.runs} frames (+{options.warmup} warm-up)")
-            samples, t0, t1, frames = time_variant(
-                det, jpegs, options.runs, options.warmup, options.min_seconds if sampler else 0.0
-            )
-            windows[plan.id] = (t0, t1, frames)
-            summary = samples.summary()
-            e2e = summary["end_to_end"]
-            tables["latency"][plan.id] = {
-                "step": "end_to_end",
-                **{k: e2e[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "n")},
-            }
-            details[plan.id] = {"steps": summary, "providers": getattr(det.backend, "providers", None)}
-            engine_rows = _engine_timing(det, plan, jpegs, options, details, notes, log)
-            providers = getattr(det.backend, "providers", None)
-            rows.append({
-                "model": plan.model, "runtime": plan.runtime, "precision": plan.precision, "recipe": plan.recipe,
-                "executed_precision": det.executed_precision, "device": label,
-                "params": fp32.get("params"), "gflops": fp32.get("gflops"), "size_mb": file_size_mb(path),
-                **metrics,
-                "latency_p50_ms": e2e["p50_ms"], "latency_p90_ms": e2e["p90_ms"], "latency_p99_ms": e2e["p99_ms"],
-                "inference_p50_ms": summary["inference"]["p50_ms"], "fps_end_to_end": round(1e3 / e2e["mean_ms"], 2),
-                "providers": ",".join(providers) if providers else None,
-                "energy_mj_per_frame": None, "power_w": None, **engine_rows,
-            })  # fmt: skip
+            row, tabs = bench.run(plan, tables["latency"], timed=sampler is not None)
+            rows.append(row)
             tables["per_class"] += tabs["per_class"]
             tables["per_condition"] += tabs["per_condition"]
     finally:
         trace = sampler.stop() if sampler is not None else None
-    power: dict[str, Any] = {"source": power_how if sampler else None, "note": None if sampler else power_how}
-    if trace is not None:
-        power.update(summarize_trace(trace))
-        idle = energy_per_frame(trace, idle_end - options.idle_seconds, idle_end, 1)
-        power["idle_w"] = round(idle.mean_power_w, 3) if idle else None
-        for row in rows:
-            e = energy_per_frame(trace, *windows[_vid(row)])
-            if e is not None:
-                row["energy_mj_per_frame"], row["power_w"] = round(e.energy_mj_per_frame, 3), round(e.mean_power_w, 3)
-        if trace.samples:
-            throttle = detect_throttling(trace.samples, temp_limit_c=options.temp_limit_c)
-            power["throttle"] = throttle.as_dict()
-            if throttle.throttled:
-                msg = "thermal throttling during the benchmark: " + "; ".join(throttle.reasons)
-                warn(msg)
-                notes.append(msg)
-    device = {**info, "label": label, "power": power, "engines": engines}
-    dump_json({"device": device, "variants": details, "notes": notes}, out / "device.json")
-    source = manifest.get("source", {})
-    config_hash = source.get("config_hash") or hashlib.sha256((root / BUNDLE_JSON).read_bytes()).hexdigest()
-    provenance = {
-        "config_hash": config_hash,
-        "run": str(source.get("run") or root.name),
-        "edgekd_version": package_versions(("edgekd",))["edgekd"],
-        "packages": package_versions(),
-        "machine": {**machine_info(), "device": label},
-    }
+    power = bench.power_report(trace, power_how, rows, idle_end)
+    device = {**info, "label": bench.label, "power": power, "engines": engines}
+    dump_json({"device": device, "variants": bench.details, "notes": bench.notes}, out / "device.json")
     ref = f"{manifest['model']}/onnxruntime/fp32"
     tables["extra"] = {
         "device": device,
         "bundle": {"model": manifest["model"], "thresholds": manifest.get("thresholds", {}).get("source")},
     }
     return DeviceBenchResult(
-        rows, tables, provenance, ref if any(_vid(r) == ref for r in rows) else None, notes, device, details
-    )
+        rows, tables, _provenance(root, manifest, bench.label), ref if any(_vid(r) == ref for r in rows) else None,
+        bench.notes, device, bench.details,
+    )  # fmt: skip
+
+
+@dataclass
+class _Bench:
+    """One ``run_device_bench`` call's state: the bundle, options, log sinks, and what the variants leave behind."""
+
+    root: Path
+    out: Path
+    manifest: dict[str, Any]
+    options: DeviceBenchOptions
+    log: Callable[[str], None]
+    warn: Callable[[str], None]
+    notes: list[str]
+    label: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # per variant: step timings, providers, TensorRT timing
+    windows: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # per variant: timed window, frames
+    jpegs: list[bytes] = field(default_factory=list)
+
+    def note(self, msg: str) -> None:
+        self.warn(msg)
+        self.notes.append(msg)
+
+    def plan(self, info: dict[str, Any], engine_builder: Callable[..., Any] | None) -> tuple[list[Plan], list[Any]]:
+        """The variants this machine can run (TensorRT engines built first), and the engine build records."""
+        from deploy.backends import is_available
+
+        options = self.options
+        available = {
+            "onnxruntime": is_available("onnxruntime"),
+            "openvino": is_available("openvino"),
+            "tensorrt": info["tensorrt"] is not None,
+        }
+        if "tensorrt" in options.runtimes and not available["tensorrt"]:
+            self.note(
+                f"TensorRT is absent on this machine ({info['tensorrt_note']}): no TensorRT FP16/INT8 rows; "
+                "ran ONNX Runtime only"
+            )
+        plans, plan_notes = plan_variants(self.manifest, options.runtimes, available)
+        self.notes += plan_notes
+        engines: list[dict[str, Any]] = []
+        if any(p.build for p in plans):
+            if engine_builder is None:
+                from deploy.trt_build import build_engine as engine_builder
+            plans, engines = build_engines(
+                plans, self.root, self.out, self.manifest, engine_builder, options.workspace_mb, self.log
+            )
+        if not plans:
+            raise InputError(
+                f"{self.root / BUNDLE_JSON}: nothing to benchmark with runtimes {list(options.runtimes)} on this machine"
+            )
+        self.jpegs = [p.read_bytes() for p in sorted((self.root / "eval" / "images").glob("*")) if p.is_file()]
+        return plans, engines
+
+    def start_power(self, info: dict[str, Any]) -> tuple[Any, str]:
+        """The board power sampler (or None) and how power is measured; sleeps the idle window when sampling."""
+        sampler, power_how = open_sampler(self.options.power_interval_ms, self.options.power)
+        if sampler is None:
+            self.note(f"power not measured: {power_how}")
+            return None, power_how
+        self.log(f"power: {power_how}")
+        jtop_mode = getattr(sampler, "nvpmodel", None)
+        if info["nvpmodel"] is None and jtop_mode:
+            info["nvpmodel"] = {"name": jtop_mode, "id": None, "source": "jtop"}
+        time.sleep(self.options.idle_seconds)
+        return sampler, power_how
+
+    def run(self, plan: Plan, latency: dict[str, Any], *, timed: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Evaluate, then time one variant; its metrics row and per-class / per-condition tables.
+
+        ``timed``: power is sampled, so the timed window lasts at least ``options.min_seconds``.
+        """
+        from deploy.detector import Detector
+
+        options, root = self.options, self.root
+        self.log(f"[{plan.id}] evaluating on {self.manifest['eval']['images']} bundled images")
+        path = Path(plan.path) if Path(plan.path).is_absolute() else root / plan.path
+        det = Detector(path, threads=options.threads)
+        metrics, tabs, results = evaluate_variant(det, plan.id, root, self.manifest)
+        dump_json(results, self.out / "detections" / (plan.id.replace("/", "_") + ".json"))
+        self.log(f"[{plan.id}] timing {options.runs} frames (+{options.warmup} warm-up)")
+        samples, t0, t1, frames = time_variant(
+            det, self.jpegs, options.runs, options.warmup, options.min_seconds if timed else 0.0
+        )
+        self.windows[plan.id] = (t0, t1, frames)
+        summary = samples.summary()
+        e2e = summary["end_to_end"]
+        latency[plan.id] = {
+            "step": "end_to_end",
+            **{k: e2e[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "n")},
+        }
+        providers = getattr(det.backend, "providers", None)
+        self.details[plan.id] = {"steps": summary, "providers": providers}
+        engine_rows = _engine_timing(det, plan, self.jpegs, options, self.details, self.notes, self.log)
+        fp32: dict[str, Any] = next((a for a in self.manifest["artifacts"] if a.get("role") == "fp32"), {})
+        row = {
+            "model": plan.model, "runtime": plan.runtime, "precision": plan.precision, "recipe": plan.recipe,
+            "executed_precision": det.executed_precision, "device": self.label,
+            "params": fp32.get("params"), "gflops": fp32.get("gflops"), "size_mb": file_size_mb(path),
+            **metrics,
+            "latency_p50_ms": e2e["p50_ms"], "latency_p90_ms": e2e["p90_ms"], "latency_p99_ms": e2e["p99_ms"],
+            "inference_p50_ms": summary["inference"]["p50_ms"], "fps_end_to_end": round(1e3 / e2e["mean_ms"], 2),
+            "providers": ",".join(providers) if providers else None,
+            "energy_mj_per_frame": None, "power_w": None, **engine_rows,
+        }  # fmt: skip
+        return row, tabs
+
+    def power_report(self, trace: Any, power_how: str, rows: list[dict[str, Any]], idle_end: float) -> dict[str, Any]:
+        """device.json's ``power``; fills each row's energy per frame and mean power from the trace's windows."""
+        sampled = trace is not None
+        power: dict[str, Any] = {"source": power_how if sampled else None, "note": None if sampled else power_how}
+        if trace is None:
+            return power
+        idle_s = self.options.idle_seconds
+        power.update(summarize_trace(trace))
+        idle = energy_per_frame(trace, idle_end - idle_s, idle_end, 1)
+        power["idle_w"] = round(idle.mean_power_w, 3) if idle else None
+        for row in rows:
+            e = energy_per_frame(trace, *self.windows[_vid(row)])
+            if e is not None:
+                row["energy_mj_per_frame"], row["power_w"] = round(e.energy_mj_per_frame, 3), round(e.mean_power_w, 3)
+        if trace.samples:
+            throttle = detect_throttling(trace.samples, temp_limit_c=self.options.temp_limit_c)
+            power["throttle"] = throttle.as_dict()
+            if throttle.throttled:
+                self.note("thermal throttling during the benchmark: " + "; ".join(throttle.reasons))
+        return power
+
+
+def _provenance(root: Path, manifest: dict[str, Any], label: str) -> dict[str, Any]:
+    """The metrics file's provenance: the bundle's config hash (else the bundle manifest's sha256), versions, machine."""
+    source = manifest.get("source", {})
+    config_hash = source.get("config_hash") or hashlib.sha256((root / BUNDLE_JSON).read_bytes()).hexdigest()
+    return {
+        "config_hash": config_hash,
+        "run": str(source.get("run") or root.name),
+        "edgekd_version": package_versions(("edgekd",))["edgekd"],
+        "packages": package_versions(),
+        "machine": {**machine_info(), "device": label},
+    }
 
 
 def _engine_timing(

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-ROW_METRICS = ("map50", "map50_95", "precision_at_op", "recall_at_op", "fppi_at_op", "lamr", "fa_per_hour", "dece")
+from deploy.metrics.evaluate import ROW_KEYS as ROW_METRICS  # the metrics every row carries
+
 EXTRA_KEYS = ("op_threshold", "op_reached", "max_recall", "n_gt", "n_det")
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from _fake_run import CONFIG_DIGEST, cached_fake_run
 
+from deploy.bundle_eval import at_thresholds
 from deploy.bundle_make import BundleOptions, make_bundle
 from deploy.device_bench import (
     DeviceBenchOptions,
     Plan,
-    at_thresholds,
     build_engines,
     plan_variants,
     run_device_bench,
