@@ -132,53 +132,18 @@ def parse_ground_truth(obj: Any, source: str = "ground truth") -> GroundTruth:
         )
     if not cats:
         raise InputError(f"{source}: 'categories' is empty; expected the evaluated classes as [{{'id', 'name'}}, ...]")
-    image_index: dict[int, int] = {}
-    for i, img in enumerate(images):
-        iid = _require(img, "id", f"images[{i}]", source, "an integer image id")
-        if not _is_int(iid) or iid in image_index:
-            raise InputError(
-                f"{source}: images[{i}]: id {_short(iid)} is not a unique integer; give every image its own integer id"
-            )
-        image_index[iid] = i
-        attrs = img.get("attributes", {})
-        if not isinstance(attrs, dict):
-            raise InputError(
-                f'{source}: images[{i}]: attributes is {_short(attrs)}, expected an object such as {{"timeofday": "night"}}'
-            )
-    categories: dict[int, str] = {}
-    for i, cat in enumerate(cats):
-        cid = _require(cat, "id", f"categories[{i}]", source, "an integer category id")
-        name = _require(cat, "name", f"categories[{i}]", source, "a class name")
-        if not _is_int(cid) or cid in categories:
-            raise InputError(f"{source}: categories[{i}]: id {_short(cid)} is not a unique integer")
-        if not isinstance(name, str) or name in categories.values():
-            raise InputError(
-                f"{source}: categories[{i}]: name {_short(name)} is not a unique string; class names key the results"
-            )
-        categories[cid] = name
+    image_index = _image_index(images, source)
+    categories = _categories(cats, source)
     boxes, img_idx, cat_ids, ignore, clean = [], [], [], [], []
     for i, ann in enumerate(anns):
         where = f"annotations[{i}]"
-        iid = _require(ann, "image_id", where, source, "the id of an image in 'images'")
-        cid = _require(ann, "category_id", where, source, "the id of a category in 'categories'")
-        if not _is_int(iid) or iid not in image_index:
-            raise InputError(
-                f"{source}: {where}: image_id {_short(iid)} is not an id in 'images'; add the image or fix the id"
-            )
-        if not _is_int(cid) or cid not in categories:
-            raise InputError(
-                f"{source}: {where}: category_id {_short(cid)} is not an id in 'categories' ({sorted(categories)})"
-            )
-        x, y, w, h = _bbox(_require(ann, "bbox", where, source, "[x, y, width, height]"), where, source)
+        iid, cid, (x, y, w, h), area = _annotation(ann, where, source, image_index, categories)
         crowd = bool(ann.get("iscrowd", 0))
         boxes.append((x, y, x + w, y + h))
         img_idx.append(image_index[iid])
         cat_ids.append(cid)
         ignore.append(crowd or bool(ann.get("ignore", 0)))
-        area = ann.get("area", w * h)
-        if not isinstance(area, (int, float)) or isinstance(area, bool) or not math.isfinite(area):
-            raise InputError(f"{source}: {where}: area is {_short(area)}, expected a finite number")
-        clean.append({**ann, "id": i + 1, "bbox": [x, y, w, h], "area": float(area), "iscrowd": int(crowd)})
+        clean.append({**ann, "id": i + 1, "bbox": [x, y, w, h], "area": area, "iscrowd": int(crowd)})
     coco = {
         "images": [dict(img) for img in images],
         "annotations": clean,
@@ -195,6 +160,61 @@ def parse_ground_truth(obj: Any, source: str = "ground truth") -> GroundTruth:
         coco=coco,
         source=source,
     )
+
+
+def _image_index(images: list[dict[str, Any]], source: str) -> dict[int, int]:
+    """image id -> position in 'images'; ids unique integers, ``attributes`` (when present) an object."""
+    image_index: dict[int, int] = {}
+    for i, img in enumerate(images):
+        iid = _require(img, "id", f"images[{i}]", source, "an integer image id")
+        if not _is_int(iid) or iid in image_index:
+            raise InputError(
+                f"{source}: images[{i}]: id {_short(iid)} is not a unique integer; give every image its own integer id"
+            )
+        image_index[iid] = i
+        attrs = img.get("attributes", {})
+        if not isinstance(attrs, dict):
+            raise InputError(
+                f'{source}: images[{i}]: attributes is {_short(attrs)}, expected an object such as {{"timeofday": "night"}}'
+            )
+    return image_index
+
+
+def _categories(cats: list[dict[str, Any]], source: str) -> dict[int, str]:
+    """category id -> name; ids unique integers, names unique strings."""
+    categories: dict[int, str] = {}
+    for i, cat in enumerate(cats):
+        cid = _require(cat, "id", f"categories[{i}]", source, "an integer category id")
+        name = _require(cat, "name", f"categories[{i}]", source, "a class name")
+        if not _is_int(cid) or cid in categories:
+            raise InputError(f"{source}: categories[{i}]: id {_short(cid)} is not a unique integer")
+        if not isinstance(name, str) or name in categories.values():
+            raise InputError(
+                f"{source}: categories[{i}]: name {_short(name)} is not a unique string; class names key the results"
+            )
+        categories[cid] = name
+    return categories
+
+
+def _annotation(
+    ann: dict[str, Any], where: str, source: str, image_index: dict[int, int], categories: dict[int, str]
+) -> tuple[int, int, tuple[float, float, float, float], float]:
+    """One annotation checked: (image id, category id, (x, y, w, h), area); ``area`` defaults to w * h."""
+    iid = _require(ann, "image_id", where, source, "the id of an image in 'images'")
+    cid = _require(ann, "category_id", where, source, "the id of a category in 'categories'")
+    if not _is_int(iid) or iid not in image_index:
+        raise InputError(
+            f"{source}: {where}: image_id {_short(iid)} is not an id in 'images'; add the image or fix the id"
+        )
+    if not _is_int(cid) or cid not in categories:
+        raise InputError(
+            f"{source}: {where}: category_id {_short(cid)} is not an id in 'categories' ({sorted(categories)})"
+        )
+    x, y, w, h = _bbox(_require(ann, "bbox", where, source, "[x, y, width, height]"), where, source)
+    area = ann.get("area", w * h)
+    if not isinstance(area, (int, float)) or isinstance(area, bool) or not math.isfinite(area):
+        raise InputError(f"{source}: {where}: area is {_short(area)}, expected a finite number")
+    return iid, cid, (x, y, w, h), float(area)
 
 
 def parse_detections(obj: Any, gt: GroundTruth, source: str = "detections") -> DetectionSet:
