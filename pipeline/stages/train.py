@@ -124,30 +124,9 @@ def _train_and_collect(
         f"[{ctx.name}] training {_model_name(model_spec)} ({model_spec}): {recipe.epochs} epoch(s) at imgsz "
         f"{recipe.imgsz}, batch {recipe.batch}, device {recipe.device}"
     )
-    n_train = _train_images(ctx)
-    warning = short_budget_warning(recipe, n_train) if n_train else None
-    if warning:
-        ctx.log(f"[{ctx.name}] warning: {warning}")
-    resumed = (last := resume_checkpoint(work)) is not None
-    if last is not None:
-        ctx.log(f"[{ctx.name}] resuming the interrupted training from {last} (weights, optimizer, EMA, epoch)")
-    elif any(weights_dir(work).glob("*.pt")):
-        ctx.log(f"[{ctx.name}] warning: {weights_dir(work)} holds checkpoints whose sha256 is not on record "
-                "(written by something else, or cut short); they are not loaded, training starts over")  # fmt: skip
-        shutil.rmtree(work)
+    resumed = _prepare_work(ctx, work, recipe)
     started = time.perf_counter()
-    best, csv = weights_dir(work) / "best.pt", work / RUN_NAME / "results.csv"
-    trainer = None
-    if verified_checkpoint(best) and csv.is_file() and len(read_results(csv)) >= recipe.epochs:
-        ctx.log(f"[{ctx.name}] the interrupted run had finished training; collecting its results")
-    else:
-        try:
-            trainer = make_trainer(work)
-            trainer.add_callback("on_model_save", lambda t: record_checkpoints(Path(t.wdir)))
-            trainer.train()
-        except (RuntimeError, ValueError, FileNotFoundError, TypeError) as exc:
-            raise StageError(f"stage {ctx.name!r}: ultralytics training failed: {exc}") from exc
-        best, csv = Path(trainer.best), Path(trainer.csv)
+    best, csv, trainer = _run_trainer(ctx, work, recipe, make_trainer)
     seconds = time.perf_counter() - started
     if not best.is_file():
         raise StageError(f"stage {ctx.name!r}: ultralytics wrote no {best.name}; see the training log above")
@@ -182,6 +161,42 @@ def _train_and_collect(
         f"[{ctx.name}] {payload['model']}: {payload['params'] / 1e6:.2f}M params, mAP50 {metrics.get('map50', 0):.4f}, "
         f"mAP50-95 {metrics.get('map50_95', 0):.4f}, {seconds:.1f} s"
     )
+
+
+def _prepare_work(ctx: StageContext, work: Path, recipe: Recipe) -> bool:
+    """Warn on a short budget; keep ``work`` to resume from a recorded checkpoint (True), else clear unknown ones."""
+    n_train = _train_images(ctx)
+    warning = short_budget_warning(recipe, n_train) if n_train else None
+    if warning:
+        ctx.log(f"[{ctx.name}] warning: {warning}")
+    last = resume_checkpoint(work)
+    if last is not None:
+        ctx.log(f"[{ctx.name}] resuming the interrupted training from {last} (weights, optimizer, EMA, epoch)")
+        return True
+    if any(weights_dir(work).glob("*.pt")):
+        ctx.log(f"[{ctx.name}] warning: {weights_dir(work)} holds checkpoints whose sha256 is not on record "
+                "(written by something else, or cut short); they are not loaded, training starts over")  # fmt: skip
+        shutil.rmtree(work)
+    return False
+
+
+def _run_trainer(
+    ctx: StageContext, work: Path, recipe: Recipe, make_trainer: Callable[[Path], Any]
+) -> tuple[Path, Path, Any]:
+    """(best.pt, results.csv, the trainer or None): train, unless an interrupted run in ``work`` already finished."""
+    from pipeline.train.summary import read_results
+
+    best, csv = weights_dir(work) / "best.pt", work / RUN_NAME / "results.csv"
+    if verified_checkpoint(best) and csv.is_file() and len(read_results(csv)) >= recipe.epochs:
+        ctx.log(f"[{ctx.name}] the interrupted run had finished training; collecting its results")
+        return best, csv, None
+    try:
+        trainer = make_trainer(work)
+        trainer.add_callback("on_model_save", lambda t: record_checkpoints(Path(t.wdir)))
+        trainer.train()
+    except (RuntimeError, ValueError, FileNotFoundError, TypeError) as exc:
+        raise StageError(f"stage {ctx.name!r}: ultralytics training failed: {exc}") from exc
+    return Path(trainer.best), Path(trainer.csv), trainer
 
 
 def _validate(weights: Path, recipe: Recipe, work: Path) -> dict[str, float]:
