@@ -63,18 +63,14 @@ def _checked(path: Path, sha256: str | None) -> Path:
     return path
 
 
-def list_artifacts(run_dir: Path, *, include_tensorrt: bool = False, verify: bool = True) -> list[Artifact]:
-    """All artifacts of the run, FP32 first per model. TensorRT Q/DQ ONNX only with ``include_tensorrt``."""
-    folders = {stage: run_dir / stage for stage in ("export", "quantize", "peers")}
-    return list_artifacts_in(folders, include_tensorrt=include_tensorrt, verify=verify)
-
-
 def list_artifacts_in(
     folders: Mapping[str, Path], *, include_tensorrt: bool = False, verify: bool = True
 ) -> list[Artifact]:
-    """:func:`list_artifacts` from the stage folders ``{"export": ..., "quantize": ..., "peers": ...}``.
+    """All artifacts of a run, FP32 first per model, from the stage folders ``{"export": ..., "quantize": ...,
+    "peers": ...}`` (a stage's ``ctx.inputs``: only the enabled upstream stages). TensorRT Q/DQ ONNX only with
+    ``include_tensorrt``.
 
-    ``export`` is required; ``quantize`` and ``peers`` count when their folder holds its listing.
+    ``export`` is required; ``quantize`` and ``peers`` count when given and their folder holds its listing.
     """
     export_dir = folders["export"]
     exported = _listing(export_dir / "export.json", "models")

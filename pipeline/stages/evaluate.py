@@ -1,6 +1,6 @@
 """Stage ``evaluate``: every model x runtime x precision on the validation split, identically.
 
-Each artifact of :func:`pipeline.artifacts.list_artifacts` runs through :class:`deploy.detector.Detector`
+Each artifact of :func:`pipeline.artifacts.list_artifacts_in` runs through :class:`deploy.detector.Detector`
 (same letterbox, decode and NMS for all) and :func:`deploy.metrics.evaluate.evaluate`. Outputs::
 
     metrics_rows.json   {"rows": [...]}  one row per variant (no latency; the report joins bench.json)
@@ -37,8 +37,8 @@ def _write(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
-def _model_stats(run_dir: Path) -> dict[str, dict[str, Any]]:
-    records = json.loads((run_dir / "export" / "export.json").read_text())["models"]
+def _model_stats(export_dir: Path) -> dict[str, dict[str, Any]]:
+    records = json.loads((export_dir / "export.json").read_text())["models"]
     return {r["model"]: {"params": r.get("params"), "gflops": r.get("gflops")} for r in records}
 
 
@@ -75,18 +75,18 @@ def run_evaluate(ctx: StageContext) -> None:
     from deploy.latency import file_size_mb
     from deploy.metrics.evaluate import evaluate, predict_coco
     from pipeline import evaluation as E
-    from pipeline.artifacts import list_artifacts
+    from pipeline.artifacts import list_artifacts_in
 
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     data = ctx.upstream("data")
     gt, dis = _load_gt(data)
     opts = _options(cfg)
-    stats = _model_stats(ctx.run_dir)
+    stats = _model_stats(ctx.upstream("export"))
     rows: list[dict[str, Any]] = []
     tables: dict[str, Any] = {"per_class": [], "per_condition": [], "robustness": [], "distractors": [], "curves": {},
                               "thresholds": {}, "paired": []}
     detections: dict[str, list] = {}
-    artifacts = list_artifacts(ctx.run_dir)
+    artifacts = list_artifacts_in(ctx.inputs)  # enabled upstream stages only: a disabled one's old folder is not read
     for i, art in enumerate(ctx.track(artifacts, "[evaluate] variants", len(artifacts)), 1):
         det = Detector(art.path, conf=ev.conf_threshold, iou=ev.nms_iou, max_det=ev.max_det, threads=cfg.benchmark.threads)
         dets = predict_coco(det, gt, data)
