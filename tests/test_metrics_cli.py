@@ -218,6 +218,11 @@ def test_category_map_by_name_position_or_error():
     assert category_map({0: "person", 1: "bicycle"}, gt) == {0: 1, 1: 2}  # no name overlap, same count: by position
     with pytest.raises(InputError, match="do not match"):
         category_map(["person", "bicycle", "car"], gt)
+    # one name shared, one not, same count: never by position (that would score the model's cyclist as pedestrian)
+    with pytest.raises(InputError, match=r"model-only \['rider'\], ground-truth-only \['pedestrian'\]"):
+        category_map(["cyclist", "rider"], gt)
+    with pytest.raises(InputError, match="no 'categories'"):
+        category_map(["cyclist"], {"categories": []})
 
 
 # ------------------------------------------------------------------------------------------------- edgekd eval

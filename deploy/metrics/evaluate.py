@@ -255,20 +255,27 @@ def evaluate_files(
 def category_map(names: Sequence[str] | Mapping[int, str], coco_gt: Mapping[str, Any]) -> dict[int, int]:
     """{detector class index: ground-truth category id}.
 
-    By name when one set of names contains the other (classes the ground truth lacks are dropped); otherwise by
-    position when the class counts agree (index i -> the i-th category by id, the dataset contract's id = i + 1).
+    By name when one set of names contains the other (classes the ground truth lacks are dropped); by position when
+    no name is shared and the class counts agree (index i -> the i-th category by id, the dataset contract's
+    id = i + 1: a model trained on the same classes under other names). Names that only partly overlap are an error:
+    mapping them by position would score one class as another.
     """
     model = dict(enumerate(names)) if not isinstance(names, Mapping) else {int(k): v for k, v in names.items()}
     cats = sorted(((c["id"], c["name"]) for c in coco_gt.get("categories", [])), key=lambda t: t[0])
+    if not cats:
+        raise InputError(
+            "the ground truth has no 'categories'; expected the evaluated classes as [{'id', 'name'}, ...]"
+        )
     by_name = {n: cid for cid, n in cats}
     model_names, gt_names = set(model.values()), set(by_name)
     if model_names and (model_names <= gt_names or gt_names <= model_names):
         return {i: by_name[n] for i, n in model.items() if n in by_name}
-    if len(model) == len(cats):
+    if not model_names & gt_names and len(model) == len(cats):
         return {i: cats[k][0] for k, i in enumerate(sorted(model))}
     raise InputError(
         f"the model's classes {sorted(model_names)} do not match the ground-truth categories {sorted(gt_names)}: "
-        "neither set of names contains the other and their counts differ; evaluate on the dataset the model was trained for"
+        f"model-only {sorted(model_names - gt_names)}, ground-truth-only {sorted(gt_names - model_names)}; "
+        "evaluate on the dataset the model was trained for, or rename the categories to the model's class names"
     )
 
 
