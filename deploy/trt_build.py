@@ -179,6 +179,7 @@ def build_engine(
     parse_onnx(network, logger, onnx_path)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # per-layer precisions for the engine inspector
     cache_path = Path(timing_cache) if timing_cache is not None else None
     load_timing_cache(config, cache_path)
     add_profile(builder, network, config, max_batch)
@@ -195,7 +196,9 @@ def build_engine(
     out_path.write_bytes(bytes(memoryview(serialized)))
     save_timing_cache(config, cache_path)
     seconds = time.perf_counter() - t0
-    return EngineInfo(out_path, precision, mode, version, seconds, cache_path, write_metadata(onnx_path, out_path))
+    return EngineInfo(
+        out_path, precision, mode, version, seconds, cache_path, write_metadata(onnx_path, out_path, precision.value)
+    )
 
 
 def _int8_mode(
@@ -220,8 +223,9 @@ def _int8_mode(
     return "implicit (entropy calibrator)"
 
 
-def write_metadata(onnx_path: Path, engine_path: Path) -> Path | None:
-    """The ``<engine stem>.edgekd.json`` sidecar from the ONNX model's metadata (None if it has none)."""
+def write_metadata(onnx_path: Path, engine_path: Path, precision: str) -> Path | None:
+    """The ``<engine stem>.edgekd.json`` sidecar from the ONNX model's metadata and the built ``precision`` (None if
+    the ONNX model has no metadata)."""
     import onnx
 
     from deploy.metadata import resolve_metadata, write_sidecar
@@ -230,7 +234,7 @@ def write_metadata(onnx_path: Path, engine_path: Path) -> Path | None:
     if "names" not in props:
         return None
     meta = resolve_metadata(onnx_path, props)
-    return write_sidecar(engine_path, meta, source_onnx=onnx_path.name)
+    return write_sidecar(engine_path, meta, source_onnx=onnx_path.name, precision=precision)
 
 
 def calibration_batches(images: Sequence[Path], imgsz: tuple[int, int]) -> list[np.ndarray]:

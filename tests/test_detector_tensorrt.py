@@ -23,7 +23,7 @@ from deploy.backends.tensorrt import (
     split_engine_header,
 )
 from deploy.detector import Detector
-from deploy.errors import BackendUnavailableError
+from deploy.errors import BackendUnavailableError, InputError
 from deploy.postprocess import postprocess
 from deploy.preprocess import preprocess
 
@@ -103,6 +103,9 @@ def test_engine_plumbing_with_fake_runtime(tmp_path, monkeypatch):
     assert det.backend_name == "tensorrt" and det.names == ["pedestrian", "car"] and det.imgsz == IMGSZ
     assert det.executed_precision == "mixed" and det.backend.precision_detail == {"int8": 2, "fp16": 1}
     assert det.backend.input_shape == (None, 3, *IMGSZ)
+    assert Detector(engine, precision="int8").executed_precision == "mixed"  # Q/DQ engine: head in float
+    with pytest.raises(InputError, match="executes mixed, not 'fp16'"):
+        Detector(engine, precision="fp16")
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (40, 90, 3), dtype=np.uint8) for _ in range(3)]
     got = det.predict_batch(images)

@@ -65,6 +65,7 @@ def fake_tensorrt(version: str, *, qdq: bool, dynamic: bool, calls: list) -> typ
     trt.NetworkDefinitionCreationFlag = _Enum(EXPLICIT_BATCH=0)
     trt.MemoryPoolType = _Enum(WORKSPACE="workspace")
     trt.BuilderFlag = _Enum(FP16="FP16", INT8="INT8")
+    trt.ProfilingVerbosity = _Enum(DETAILED="detailed")
     trt.LayerType = _Enum(QUANTIZE="Q", DEQUANTIZE="DQ", CONVOLUTION="CONV")
     trt.Dims4 = lambda *d: tuple(d)
 
@@ -97,6 +98,14 @@ def fake_tensorrt(version: str, *, qdq: bool, dynamic: bool, calls: list) -> typ
             return b"timing-cache"
 
     class Config:
+        @property
+        def profiling_verbosity(self) -> str:
+            return next(c[1] for c in reversed(calls) if c[0] == "verbosity")
+
+        @profiling_verbosity.setter
+        def profiling_verbosity(self, value: str) -> None:
+            calls.append(("verbosity", value))
+
         def set_memory_pool_limit(self, pool: str, size: int) -> None:
             calls.append(("pool", pool, size))
 
@@ -181,12 +190,14 @@ def test_fp16_engine_on_tensorrt_10(monkeypatch, onnx_model: Path, tmp_path: Pat
     assert info.path.read_bytes() == b"ENGINE" and info.quantization == "none" and info.tensorrt == "10.3.0"
     sidecar = json.loads(info.sidecar.read_text())
     assert sidecar["names"] == ["pedestrian", "cyclist", "car"] and sidecar["imgsz"] == [64, 64]
-    assert info.sidecar.name == "m.edgekd.json"
+    assert info.sidecar.name == "m.edgekd.json" and sidecar["precision"] == "fp16"
+    assert ("verbosity", "detailed") in calls  # the engine inspector then reports each layer's precision
 
 
 def test_int8_from_qdq_is_explicit(monkeypatch, onnx_model: Path, tmp_path: Path) -> None:
     info, calls = _build(monkeypatch, onnx_model, tmp_path, "10.3.0", "int8", qdq=True)
     assert ("flag", "INT8") in calls and info.quantization == "explicit (Q/DQ)"
+    assert json.loads(info.sidecar.read_text())["precision"] == "int8"
 
 
 def test_int8_without_qdq_on_tensorrt_10_is_refused(monkeypatch, onnx_model: Path, tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ torch nor pycuda is needed. Engines exported by ultralytics start with a JSON me
 (4-byte little-endian length + JSON); it is read and stripped.
 
 The precision reported comes from the engine inspector (per compute layer) when the engine was
-built with ``ProfilingVerbosity.DETAILED``; otherwise from the sidecar's ``precision`` key, else
-"unknown".
+built with ``ProfilingVerbosity.DETAILED`` (edgekd's builder sets it); otherwise from the sidecar's ``precision``
+key, else "unknown". An INT8 Q/DQ engine keeps its decode head in float, so it reports "mixed"; asking for
+``precision="int8"`` accepts it, as the ONNX Runtime backend does for Q/DQ models.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ class TensorRtBackend(Backend):
         )
         sidecar_precision = self._sidecar_precision()
         self.executed_precision = precision_from_counts(self.precision_detail, sidecar_precision)
-        if precision is not None and precision != self.executed_precision:
+        int8_engine = precision == Precision.INT8.value and self.executed_precision in ("int8", "mixed")
+        if precision is not None and precision != self.executed_precision and not int8_engine:
             raise InputError(
                 f"TensorRT engine {self.path.name} executes {self.executed_precision}, not {precision!r}: an engine's "
                 f"precision is fixed when it is built; build a {precision} engine instead"
