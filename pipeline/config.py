@@ -157,7 +157,9 @@ class EvaluationCfg(_Section):
     )
     dece_bins: int = Field(10, ge=2)
     robustness_images: int = Field(48, ge=0, description="val images per corruption (0: no robustness)")
-    robustness_recipes: tuple[str, ...] = Field(("float", "head_float"), description="variants to corrupt-test")
+    robustness_recipes: tuple[Literal["float", "head_float", "naive", "fallback", "ultralytics"], ...] = Field(
+        ("float", "head_float"), description="recipes whose ONNX Runtime variants are corrupt-tested"
+    )
     robustness_severity: int = Field(3, ge=1, le=5)
     bootstrap_resamples: int = Field(
         500, ge=0, description="paired-bootstrap resamples for the mAP differences the report tests (0: none)"
@@ -170,7 +172,6 @@ class BenchmarkCfg(_Section):
     warmup: int = Field(5, ge=0)
     threads: int = Field(2, ge=1)
     batch: int = Field(4, ge=1, description="the larger batch for throughput")
-    imgsz: int | None = Field(None, ge=32, description="defaults to train.imgsz")
     peers: bool = Field(True, description="time ultralytics' own exports side by side")
     peer_models: tuple[str, ...] = Field(("distill",), description="models whose weights ultralytics also exports")
     conf: float = Field(0.25, ge=0, le=1, description="detection threshold while timing (NMS work depends on it)")
@@ -257,7 +258,7 @@ def build_config(raw: dict[str, Any], source: str = "config") -> Config:
             else:
                 problems.append(f"{key}: got {_describe(err.get('input'))}, expected {err['msg'].lower()}")
         raise ConfigError(problems, source) from None
-    problems = _check_files(cfg)
+    problems = _check_files(cfg) + _check_combinations(cfg)
     if problems:
         raise ConfigError(problems, source)
     return cfg
@@ -287,6 +288,24 @@ def _check_files(cfg: Config) -> list[str]:
     weights = cfg.teacher.weights
     if not weights.endswith((".pt", ".yaml", ".yml")):
         problems.append(f"teacher.weights: got {weights!r}, expected a .pt (name or path) or a model .yaml")
+    return problems
+
+
+def _check_combinations(cfg: Config) -> list[str]:
+    """Options that would otherwise be dropped without a word: unknown peer models, runtime-specific options."""
+    from pipeline.train import ARMS
+
+    problems = []
+    unknown = [m for m in cfg.benchmark.peer_models if m not in ARMS]
+    if unknown:
+        problems.append(f"benchmark.peer_models: got {unknown}, expected trained arms among {list(ARMS)}")
+    runtimes = cfg.quantization.runtimes
+    for key, runtime in (("fallback", "onnxruntime"), ("accuracy_control", "openvino")):
+        if getattr(cfg.quantization, key) and runtime not in runtimes:
+            problems.append(
+                f"quantization.{key}: true needs {runtime!r} in quantization.runtimes (got {list(runtimes)}); "
+                f"add it or set quantization.{key}=false"
+            )
     return problems
 
 

@@ -56,6 +56,25 @@ def test_missing_files_are_reported(tmp_path):
     assert "data.yaml" in text and "report.baseline" in text and str(missing) in text
 
 
+def test_options_that_would_be_dropped_are_errors():
+    with pytest.raises(ConfigError) as info:
+        resolve_config("smoke", ["evaluation.robustness_recipes=[head-float]", "benchmark.imgsz=320"])
+    problems = "\n".join(info.value.problems)
+    assert "evaluation.robustness_recipes.0: got 'head-float'" in problems and "'head_float'" in problems
+    assert "benchmark.imgsz: unknown key" in problems  # it was never read
+    with pytest.raises(ConfigError) as info:
+        resolve_config("smoke", ["benchmark.peer_models=[distil]", "quantization.runtimes=[tensorrt]",
+                                 "quantization.fallback=true", "quantization.accuracy_control=true"])  # fmt: skip
+    problems = "\n".join(info.value.problems)
+    assert len(info.value.problems) == 3, problems
+    assert "benchmark.peer_models: got ['distil'], expected trained arms" in problems
+    assert "quantization.fallback: true needs 'onnxruntime'" in problems
+    assert "quantization.accuracy_control: true needs 'openvino'" in problems
+    ok = resolve_config("smoke", ["quantization.runtimes=[onnxruntime]", "quantization.fallback=true",
+                                  "benchmark.peer_models=[teacher,distill]"])  # fmt: skip
+    assert ok.quantization.fallback and ok.benchmark.peer_models == ("teacher", "distill")
+
+
 def test_cli_bad_config_exit_2_without_traceback():
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "config", "show", "--profile", "smoke", "train.epochs=-1", "oops"],

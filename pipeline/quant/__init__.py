@@ -68,6 +68,8 @@ class AdvancedOptions:
         accuracy_control: OpenVINO only: ``nncf.quantize_with_accuracy_control`` with ``max_drop``.
         max_drop: the absolute mAP50-95 drop (fraction, 0.005 = 0.5 points) accuracy control may accept.
         validation: OpenVINO accuracy control only: a :class:`pipeline.quant.accuracy.EvalSet`.
+        conf, iou, max_det: accuracy control's detection threshold, NMS IoU and detections per image (pass the
+            evaluation's, so that it judges the drop as the report measures it).
     """
 
     percentile: float = 99.999
@@ -78,6 +80,9 @@ class AdvancedOptions:
     accuracy_control: bool = False
     max_drop: float = 0.005
     validation: Any = None
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
 
 
 @dataclass(frozen=True)

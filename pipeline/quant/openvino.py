@@ -181,7 +181,9 @@ def _with_accuracy_control(
         raise StageError("OpenVINO accuracy control needs a validation set (AdvancedOptions.validation: an EvalSet)")
     imgsz = tuple(int(d) for d in model.input(0).get_partial_shape().to_shape()[2:4])
     nc = int(model.output("scores").get_partial_shape()[1].get_length())
-    validate = openvino_validation_fn(evalset, nc=nc, imgsz=(imgsz[0], imgsz[1]), conf=0.001, iou=0.7, max_det=300)
+    validate = openvino_validation_fn(
+        evalset, nc=nc, imgsz=(imgsz[0], imgsz[1]), conf=advanced.conf, iou=advanced.iou, max_det=advanced.max_det
+    )
     validation = nncf.Dataset(evalset.items(), lambda item: preprocess(decode_jpeg(item[1]), (imgsz[0], imgsz[1]))[0])
     details.update({"accuracy_control": True, "max_drop": advanced.max_drop, "validation_images": len(evalset)})
     return nncf.quantize_with_accuracy_control(

@@ -21,6 +21,7 @@ def _peers(ctx: StageContext) -> None:
     rows = []
     for model in cfg.benchmark.peer_models:
         if model not in ctx.inputs:
+            ctx.log(f"[peers] {model}: its training stage is disabled in this config; no ultralytics export of it")
             continue
         weights, _ = verify_stage_weights(ctx.run_dir, model, "weights/best.pt")
         for art in export_peers(model, weights, data_yaml, ctx.out, imgsz=cfg.train.imgsz):

@@ -142,7 +142,9 @@ class _ModelJob:
         q = self.ctx.cfg.quantization
         extra: dict[str, Any] = {"calibration_cache": None}
         if q.accuracy_control:
-            extra.update(accuracy_control=True, max_drop=q.max_drop, validation=self.evalset())
+            ev = self.ctx.cfg.evaluation
+            extra.update(accuracy_control=True, max_drop=q.max_drop, validation=self.evalset(),
+                         conf=ev.conf_threshold, iou=ev.nms_iou, max_det=ev.max_det)  # fmt: skip
         self.add(self.quantize("openvino", "head_float", **extra))
 
     def run(self) -> dict[str, Any] | None:
@@ -156,6 +158,9 @@ class _ModelJob:
                 head_float = result if runtime == "onnxruntime" else head_float
         if q.naive and "onnxruntime" in q.runtimes:
             self.add(self.quantize("onnxruntime", "naive"))
+        elif q.naive or q.advanced.sensitivity:
+            self.ctx.log(f"[quantize] {self.name}: no naive recipe or sensitivity analysis: both run on ONNX Runtime, "
+                         f"which is not in quantization.runtimes {list(q.runtimes)}")  # fmt: skip
         if head_float is None or not (q.advanced.sensitivity or q.fallback):
             return None
         return self.sensitivity(head_float)
