@@ -33,7 +33,9 @@ class InputError(EdgeKDError):
 
 
 class DataError(EdgeKDError):
-    """A dataset is inconsistent (labels without images, bad label values...)."""
+    """A dataset is inconsistent (labels without images, bad label values...): bad input, like InputError."""
+
+    exit_code = 2
 
 
 class StageError(EdgeKDError):

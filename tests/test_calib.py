@@ -157,5 +157,15 @@ def test_bad_data_yaml_inputs_exit_2(tmp_path, capsys):
 def test_bad_label_line_is_named(ds, capsys, tmp_path):
     shutil.rmtree(ds / "annotations")
     (ds / "labels/train/000002.txt").write_text("0 0.5 0.5 0.1 0.1\n7 0.5 0.5 0.1 0.1\n")
-    assert _calib(ds / "data.yaml", tmp_path / "m.json", "--n", "3") == 1  # a DataError
+    assert _calib(ds / "data.yaml", tmp_path / "m.json", "--n", "3") == 2  # a DataError: bad input
     assert "000002.txt:2" in capsys.readouterr().err
+
+
+def test_coco_entry_without_file_name_is_named(ds, capsys, tmp_path):
+    coco_path = ds / "annotations" / "train_coco.json"
+    coco = json.loads(coco_path.read_text())
+    del coco["images"][3]["file_name"]
+    coco_path.write_text(json.dumps(coco))
+    assert _calib(ds / "data.yaml", tmp_path / "m.json", "--n", "3") == 2
+    err = capsys.readouterr().err
+    assert "train_coco.json" in err and "images[3].file_name is None, expected str" in err and "Traceback" not in err

@@ -242,4 +242,23 @@ def load_coco(path: Path) -> dict[str, Any]:
         raise InputError(f"COCO file {str(path)!r} is not readable JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise InputError(f"COCO file {str(path)!r}: expected an object with an 'images' list")
+    _require_keys(path, data["images"], "images", {"id": int, "file_name": str})
+    _require_keys(path, data.get("annotations", []), "annotations", {"image_id": int, "category_id": int})
     return data
+
+
+def _require_keys(path: Path, entries: Any, section: str, keys: dict[str, type]) -> None:
+    """InputError naming the first entry of ``section`` that is not an object with ``keys`` of the given types."""
+    want = " and ".join(f"{k!r} ({t.__name__})" for k, t in keys.items())
+    if not isinstance(entries, list):
+        raise InputError(f"COCO file {str(path)!r}: {section!r} is {type(entries).__name__}, expected a list")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise InputError(f"COCO file {str(path)!r}: {section}[{i}] is {entry!r}, expected an object with {want}")
+        for key, kind in keys.items():
+            value = entry.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise InputError(
+                    f"COCO file {str(path)!r}: {section}[{i}].{key} is {value!r}, expected {kind.__name__} "
+                    f"(every entry of {section!r} needs {want})"
+                )
