@@ -245,7 +245,7 @@ def test_strict_stops_at_first_problem_and_writes_nothing(det20, tmp_path):
     )
     with pytest.raises(DataError) as info:
         args.func(args)
-    assert info.value.exit_code == 1
+    assert info.value.exit_code == 2  # bad input
     assert "det20_labels.json[2]" in str(info.value) and "dinosaur" in str(info.value)
     assert not out.exists() and (not out.parent.exists() or list(out.parent.iterdir()) == [])
 
@@ -259,7 +259,7 @@ def test_strict_through_edgekd_main(det20, tmp_path, capsys):
         pytest.skip("`edgekd data` is not registered in pipeline.cli.COMMAND_MODULES yet (another module owns it)")
     images, labels = det20
     base = ["data", "bdd100k", "--images", str(images), "--labels", str(labels)]
-    assert cli.main([*base, "--out", str(tmp_path / "strict"), "--strict"]) == 1
+    assert cli.main([*base, "--out", str(tmp_path / "strict"), "--strict"]) == 2
     assert "dinosaur" in capsys.readouterr().err and not (tmp_path / "strict").exists()
     assert cli.main([*base, "--out", str(tmp_path / "lenient")]) == 0
     assert "9 problem(s)" in capsys.readouterr().out

@@ -36,7 +36,7 @@ def register_bdd100k(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                    help="vru: pedestrian, rider, bicycle, motorcycle; all: the ten det_20 classes (default vru)")  # fmt: skip
     p.add_argument("--val-fraction", type=float, default=0.2, metavar="F", help="share of images in val (0.2)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="split seed (0)")
-    p.add_argument("--strict", action="store_true", help="stop at the first problem (exit 1), writing nothing")
+    p.add_argument("--strict", action="store_true", help="stop at the first problem (exit 2), writing nothing")
     p.set_defaults(func=_bdd100k)
     return p
 
