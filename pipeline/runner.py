@@ -221,11 +221,11 @@ class Runner:
         self.manifest.data["order"] = [s.name for s in self.stages]
         self.manifest.save()
         for stage in self.stages:
-            if not stage.enabled(self.cfg):
+            if stage.enabled(self.cfg):
+                results.append(self._run_one(stage, force=stage.name in forced))
+            else:
                 results.append(StageResult(stage.name, "skipped", 0.0))
-                continue
-            results.append(self._run_one(stage, force=stage.name in forced))
-            if until is not None and stage.name == until:
+            if stage.name == until:  # also when that stage is disabled: nothing after it runs
                 break
         return results
 
@@ -257,7 +257,6 @@ class Runner:
         files = hash_tree(tmp, stage.volatile)
         final = self.run_dir / stage.name
         _replace_dir(tmp, final)
-        shutil.rmtree(scratch, ignore_errors=True)
         self.manifest.set_stage(
             stage.name,
             {
@@ -270,6 +269,7 @@ class Runner:
                 "outputs_digest": tree_digest(files),
             },
         )
+        shutil.rmtree(scratch, ignore_errors=True)  # after "done" is on record: a crash before keeps the resume point
         self.log(f"[{stage.name}] done in {seconds:.1f} s")
         return StageResult(stage.name, "ran", seconds)
 

@@ -236,3 +236,31 @@ def test_scratch_survives_a_crash_for_the_same_key_only(tmp_path):
     with pytest.raises(Crash):  # --force: from scratch too, although the key is the same
         Runner(_cfg(tmp_path, epochs=5), stage, log=lambda m: None).run(force=["s"])
     assert seen == [[], []]
+
+
+def test_until_stops_at_a_disabled_stage_too(tmp_path):
+    CALLS.clear()
+    off = Stage("b", _make("b", ("a",)).func, upstream=("a",), enabled=lambda cfg: False)
+    results = Runner(_cfg(tmp_path), [_make("a"), off, _make("c", ("a",))], log=lambda m: None).run(until="b")
+    assert [(r.name, r.status) for r in results] == [("a", "ran"), ("b", "skipped")] and CALLS == ["a"]
+
+
+def test_scratch_is_removed_only_after_done_is_on_record(tmp_path):
+    cfg = _cfg(tmp_path)
+    seen: list[str] = []
+
+    def func(ctx: StageContext) -> None:
+        (ctx.scratch / "last.pt").write_text("resume point")
+        (ctx.out / "out.txt").write_text("x")
+
+    runner = Runner(cfg, [Stage("a", func)], log=lambda m: None)
+    real_set = runner.manifest.set_stage
+
+    def spy(name, record):
+        if record["status"] == "done":
+            seen.append("scratch kept" if (cfg.run_dir / ".scratch/a/last.pt").is_file() else "scratch gone")
+        real_set(name, record)
+
+    runner.manifest.set_stage = spy
+    runner.run()
+    assert seen == ["scratch kept"]
