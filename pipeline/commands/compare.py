@@ -1,13 +1,15 @@
 """``edgekd compare`` (the regression gate) and ``edgekd report`` (re-render a run's report).
 
 Exit codes of ``compare``: 0 within tolerance, 1 on a regression, 2 on unusable input (missing file,
-invalid JSON, schema mismatch, wrong schema_version, bad tolerances file).
+invalid JSON, schema mismatch, wrong schema_version, bad tolerances file) or an output that cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from deploy.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,10 +58,22 @@ def load_tolerances(path: str | None):
     return parse_tolerances(read_yaml(Path(path), "tolerances file"), f"tolerances file {path!r}")
 
 
-def _write(path: str, text: str) -> None:
+def _write(flag: str, path: str, text: str) -> None:
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as exc:
+        raise write_error(flag, out, exc, "a writable file path (not a folder)") from exc
+
+
+def write_error(flag: str, path: Path, exc: OSError, expected: str) -> InputError:
+    """The :class:`InputError` (exit 2) for an output of ``flag`` that could not be written."""
+    where = f": {exc.filename}" if exc.filename and str(exc.filename) != str(path) else ""
+    return InputError(
+        f"{flag} {path}: cannot write ({exc.strerror or exc}{where}); expected {expected}; "
+        f"fix the path given to {flag} or its permissions"
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -83,13 +97,13 @@ def _outputs(args: argparse.Namespace, current: dict, comparison) -> None:
     from pipeline.report.summary import render_summary
 
     if args.md:
-        _write(args.md, render_summary(current, comparison))
+        _write("--md", args.md, render_summary(current, comparison))
     if args.junit:
-        _write(args.junit, to_junit(comparison))
+        _write("--junit", args.junit, to_junit(comparison))
     if args.html:
         from pipeline.report.html import render_html
 
-        _write(args.html, render_html(current, comparison))
+        _write("--html", args.html, render_html(current, comparison))
 
 
 def _print(comparison) -> None:
@@ -135,7 +149,11 @@ def _report(args: argparse.Namespace) -> int:
             metrics, baseline, load_tolerances(args.tolerances), current_name=str(path), baseline_name=str(base_path)
         )
     out = Path(args.out) if args.out else path.parent
-    written = write_report(metrics, out, comparison)
+    try:
+        written = write_report(metrics, out, comparison)
+    except OSError as exc:
+        flag = "--out" if args.out else "--run (report written next to metrics.json)"
+        raise write_error(flag, out, exc, "a writable folder") from exc
     for kind, file in written.items():
         print(f"{kind}: {file}")
     return 0
