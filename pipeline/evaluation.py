@@ -32,7 +32,12 @@ def _with_variant(vid: str, entries: Sequence[dict[str, Any]]) -> list[dict[str,
 def per_class_entries(vid: str, result: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, m in result["per_class"].items():
-        entry = {"class": name, **{k: m.get(k) for k in ROW_METRICS}, "n_gt": m.get("n_gt"), "op_threshold": m.get("op_threshold")}
+        entry = {
+            "class": name,
+            **{k: m.get(k) for k in ROW_METRICS},
+            "n_gt": m.get("n_gt"),
+            "op_threshold": m.get("op_threshold"),
+        }
         out.append(entry)
     return _with_variant(vid, out)
 
@@ -73,7 +78,12 @@ def distractor_entries(vid: str, result: Mapping[str, Any], n_images: int) -> li
 
 
 def curve_set(result: Mapping[str, Any]) -> dict[str, Any]:
-    """Pooled miss-rate/FPPI and precision/recall curves and the reliability diagram of one variant."""
+    """Pooled miss-rate/FPPI and precision/recall curves and the reliability diagram of one variant.
+
+    ``reliability`` keeps every confidence bin, in order (bin ``i`` of ``n`` covers ``[i / n, (i + 1) / n)``, as
+    in :func:`deploy.metrics.calibration.reliability`), empty bins included with count 0 and null confidence and
+    precision: the bin of an entry is its index, which the reliability diagram needs to place its bars.
+    """
     pooled = result["curves"]["pooled"]
     n_images = result["params"]["n_images"] or 1
     n_gt = sum(m.get("n_gt") or 0 for m in result["per_class"].values())
@@ -84,14 +94,13 @@ def curve_set(result: Mapping[str, Any]) -> dict[str, Any]:
         tp, fp = r * n_gt, f * n_images
         precision.append(tp / (tp + fp) if tp + fp > 0 else 1.0)
     rel = result["calibration"]["overall"]
-    keep = [i for i, c in enumerate(rel["count"]) if c]
     return {
         "mr_fppi": {"fppi": fppi, "miss_rate": [min(max(m, 0.0), 1.0) for m in miss]},
         "pr": {"recall": [min(max(r, 0.0), 1.0) for r in recall], "precision": precision},
         "reliability": {
-            "confidence": [rel["mean_confidence"][i] for i in keep],
-            "precision": [rel["precision"][i] for i in keep],
-            "count": [rel["count"][i] for i in keep],
+            "confidence": list(rel["mean_confidence"]),
+            "precision": list(rel["precision"]),
+            "count": list(rel["count"]),
         },
     }
 
@@ -143,7 +152,9 @@ def paired_tests(ids: Sequence[str]) -> list[tuple[str, str, str]]:
         elif precision == "int8" and recipe == "head_float":
             out.append(("int8_vs_fp32", vid, f"{model}/onnxruntime/fp32/float"))
     for variant in ("onnxruntime/fp32/float", "onnxruntime/int8/head_float"):
-        out += [("distillation", f"distill/{variant}", f"{other}/{variant}") for other in ("student", "distill_ultralytics")]
+        out += [
+            ("distillation", f"distill/{variant}", f"{other}/{variant}") for other in ("student", "distill_ultralytics")
+        ]
     present = set(ids)
     return [t for t in out if t[1] in present and t[2] in present]
 

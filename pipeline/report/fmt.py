@@ -59,6 +59,36 @@ SUMMARY_KEYS = (
 )
 
 
+#: Units of the matrix's number kinds, for labels outside the matrix (regression checks).
+KIND_UNITS = {"pct": "points", "dpct": "points", "ms": "ms", "mb": "MB", "ratio": "× ref"}
+
+
+def column_kind(key: str) -> str:
+    """The :func:`fmt` kind of a metric, as in the comparison matrix (``num`` for a metric that is not a column)."""
+    return next((c.kind for c in MATRIX_COLUMNS if c.key == key), "num")
+
+
+def check_kinds(metric: str, check_kind: str) -> tuple[str, str, str]:
+    """:func:`fmt` kinds of a regression check's (value and baseline, delta, tolerance), in the matrix's units.
+
+    Fractions shown in points in the matrix (mAP, precision and recall at the operating point, LAMR, D-ECE) are
+    in points here too, delta signed; latency checks (``check_kind == "latency_ratio"``) are ratios to the
+    reference variant and their growth / allowed growth factors.
+    """
+    if check_kind == "latency_ratio":
+        return "ratio", "ratio", "ratio"
+    kind = column_kind(metric)
+    return kind, "dpct" if kind == "pct" else kind, kind
+
+
+def check_metric_label(metric: str, check_kind: str) -> str:
+    """``map50_95 (points)``: a regression check's metric with the unit its numbers are shown in."""
+    if check_kind == "latency_ratio":
+        return f"{metric} (× ref)"
+    unit = KIND_UNITS.get(column_kind(metric))
+    return f"{metric} ({unit})" if unit else metric
+
+
 def fmt(value: Any, kind: str) -> str:
     """Text of a cell; ``—`` for null / not measured."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

@@ -163,6 +163,21 @@ def pr_plot(curves: Mapping[str, Mapping[str, Any]], ap: Mapping[str, float | No
         return _png(fig)
 
 
+def reliability_bars(r: Mapping[str, Any]) -> list[tuple[float, float, float, float]]:
+    """``(left, width, height, alpha)`` of each reliability-diagram bar; darker bars hold more detections.
+
+    ``r`` lists every confidence bin in order (:func:`pipeline.evaluation.curve_set`): bin ``i`` of ``n`` spans
+    ``[i / n, (i + 1) / n)``, so a calibrated model's bars meet the diagonal. Empty bins get no bar.
+    """
+    counts, precision = list(r.get("count") or []), list(r.get("precision") or [])
+    n, total = len(counts), max(1, sum(c or 0 for c in counts))
+    return [
+        (i / n, 1 / n, float(precision[i]), 0.35 + 0.65 * min(1.0, 4 * counts[i] / total))
+        for i in range(n)
+        if counts[i] and precision[i] is not None
+    ]
+
+
 def reliability_plot(curves: Mapping[str, Mapping[str, Any]], dece: Mapping[str, float | None]) -> str | None:
     """Small multiples: per confidence bin, precision (bars) vs the diagonal; bar shade = detection count."""
     ids = pick_variants([v for v, c in curves.items() if c.get("reliability", {}).get("count")], limit=8)
@@ -186,17 +201,9 @@ def reliability_plot(curves: Mapping[str, Mapping[str, Any]], dece: Mapping[str,
                 ax.set_visible(False)
                 continue
             vid = ids[k]
-            r = curves[vid]["reliability"]
-            n = len(r["count"])
-            edges = [i / n for i in range(n + 1)]
-            total = max(1, sum(r["count"]))
-            for i in range(n):
-                p = r["precision"][i]
-                if p is None or r["count"][i] == 0:
-                    continue
-                alpha = 0.35 + 0.65 * min(1.0, 4 * r["count"][i] / total)
+            for left, bar_width, p, alpha in reliability_bars(curves[vid]["reliability"]):
                 ax.bar(
-                    edges[i], p, width=1 / n, align="edge", color=colour(vid), alpha=alpha, edgecolor="white", lw=0.5
+                    left, p, width=bar_width, align="edge", color=colour(vid), alpha=alpha, edgecolor="white", lw=0.5
                 )
             ax.plot([0, 1], [0, 1], color="#555555", lw=0.8, ls=":")
             ax.set(xlim=(0, 1), ylim=(0, 1))

@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.compare import Comparison
-from pipeline.report.fmt import MATRIX_COLUMNS, SUMMARY_KEYS, fmt, latency_ratios, md_cell
+from pipeline.report.fmt import (
+    MATRIX_COLUMNS,
+    SUMMARY_KEYS,
+    check_kinds,
+    check_metric_label,
+    fmt,
+    latency_ratios,
+    md_cell,
+)
 from pipeline.report.metrics_file import variant_id
 from pipeline.report.tables import paired_rows
 
@@ -55,10 +63,11 @@ def _paired(metrics: Mapping[str, Any]) -> list[str]:
     if not rows:
         return []
     conf = f"{entries[0]['confidence']:.0%}"
-    head = (f"Paired bootstrap over the {entries[0]['n_images']} validation images (mAP50-95 points, {conf} CI; "
-            "it covers which images were drawn, not the training seed):")
-    lines = ["", head, "",
-             "| test | a − b | Δ | CI | verdict |", "|---|---|---:|---:|---|"]
+    head = (
+        f"Paired bootstrap over the {entries[0]['n_images']} validation images (mAP50-95 points, {conf} CI; "
+        "it covers which images were drawn, not the training seed):"
+    )
+    lines = ["", head, "", "| test | a − b | Δ | CI | verdict |", "|---|---|---:|---:|---|"]
     lines += [f"| {t} | `{a}` − `{b}` | {d} | {ci} | {v} |" for t, a, b, d, ci, v in rows]
     return lines
 
@@ -78,9 +87,10 @@ def _failures(comparison: Comparison) -> list[str]:
         if c.metric == "row":
             lines.append(f"| `{c.variant}` | row | missing | present | — | — |")
             continue
-        kind = "ratio" if c.kind == "latency_ratio" else "num"
-        cells = [fmt(c.value, kind), fmt(c.baseline, kind), fmt(c.delta, kind), fmt(c.tolerance, kind)]
-        lines.append(f"| `{c.variant}` | {c.metric} | " + " | ".join(md_cell(x) for x in cells) + " |")
+        value, delta, tolerance = check_kinds(c.metric, c.kind)
+        cells = [fmt(c.value, value), fmt(c.baseline, value), fmt(c.delta, delta), fmt(c.tolerance, tolerance)]
+        label = md_cell(check_metric_label(c.metric, c.kind))
+        lines.append(f"| `{c.variant}` | {label} | " + " | ".join(md_cell(x) for x in cells) + " |")
     if len(fails) > MAX_FAILURES:
         lines.append(f"\n_… {len(fails) - MAX_FAILURES} more regression(s): see the JUnit file_")
     return lines

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.compare import Check, Status
 from pipeline.report import plots
-from pipeline.report.fmt import fmt
+from pipeline.report.fmt import check_kinds, check_metric_label, fmt
 
 e = html.escape
 MAX_SENSITIVITY = 12  # layers shown per model x runtime
@@ -43,17 +43,17 @@ def fold(table: str, n: int, what: str) -> str:
 def checks_table(checks: Sequence[Check]) -> str:
     rows = []
     for c in checks:
-        kind = "ratio" if c.kind == "latency_ratio" else "num"
+        value, delta, tolerance = check_kinds(c.metric, c.kind)
         status = {Status.FAIL: "fail", Status.SKIP: "skip"}.get(c.status, "")
         rows.append(
             [
                 cell(c.variant, "code"),
-                cell(c.metric, "text"),
+                cell(check_metric_label(c.metric, c.kind), "text"),
                 f'<td class="t {status}">{e(c.status.value)}</td>',
-                cell(c.value, kind),
-                cell(c.baseline, kind),
-                cell(c.delta, kind),
-                cell(c.tolerance, kind),
+                cell(c.value, value),
+                cell(c.baseline, value),
+                cell(c.delta, delta),
+                cell(c.tolerance, tolerance),
                 cell(c.message, "text"),
             ]
         )

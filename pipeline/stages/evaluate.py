@@ -129,7 +129,7 @@ STAGES = [
     Stage(
         "evaluate",
         run_evaluate,
-        version="2",
+        version="3",
         params=("evaluation", "benchmark.threads", "run.seed"),
         upstream=("data", "export", "quantize", "peers"),
         tools=("onnxruntime", "openvino", "faster-coco-eval", "pycocotools", "opencv-python-headless", "numpy"),
