@@ -94,7 +94,7 @@ def verify_checksums(root: Path) -> ChecksumReport:
                 "the file was altered or truncated after bundling: copy the bundle again"
             )
         report.checked += 1
-    manifest = read_json(root / BUNDLE_JSON, "bundle manifest")
+    manifest = _read_manifest(root)
     for rel, info in sorted((manifest.get("files") or {}).items()):
         if listed.get(rel) != info.get("sha256"):
             raise IntegrityError(
@@ -110,10 +110,107 @@ def load_bundle(root: Path, *, check: bool = True) -> dict[str, Any]:
     """bundle.json of ``root`` (checksums verified first unless ``check`` is False)."""
     if check:
         verify_checksums(root)
-    manifest = read_json(Path(root) / BUNDLE_JSON, "bundle manifest")
-    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
-        raise InputError(f"{str(Path(root) / BUNDLE_JSON)!r}: schema {manifest.get('schema')!r}, expected {SCHEMA!r}")
+    return _read_manifest(Path(root))
+
+
+# ---------------------------------------------------------------- manifest shape
+_FIX = "the bundle is damaged or was not made by `edgekd deploy bundle`: re-create it with `edgekd deploy bundle`"
+_NONE = type(None)
+_KINDS = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a JSON object", _NONE: "null"}
+_TOP: tuple[tuple[str, Any, bool], ...] = (  # (key, type(s), required)
+    ("model", str, True), ("classes", list, True), ("imgsz", list, True), ("artifacts", list, True),
+    ("eval", dict, True), ("parity", dict, True), ("files", dict, False), ("preprocess", dict, False),
+    ("stride", int, False), ("format", str, False), ("thresholds", dict, False), ("validated", dict, False),
+    ("source", dict, False), ("notes", list, False),
+)  # fmt: skip
+_ARTIFACT = (("id", str, True), ("model", str, True), ("runtime", str, True), ("precision", str, True),
+             ("path", str, True), ("recipe", (str, _NONE), False), ("role", (str, _NONE), False))  # fmt: skip
+_EVAL = (("annotations", str, True), ("images", int, True), ("distractors", (str, _NONE), False))
+_PARITY = (("artifact", str, True), ("detections", str, True), ("params", dict, True))
+_NESTED = (
+    ("thresholds", (("per_class", dict, False),)),
+    ("validated", (("fps", float, False), ("recall_target", float, False))),
+)
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    """bundle.json of ``root``, read and checked (:func:`check_manifest`)."""
+    path = root / BUNDLE_JSON
+    manifest = read_json(path, "bundle manifest", "re-create the bundle with `edgekd deploy bundle`")
+    check_manifest(manifest, str(path))
     return manifest
+
+
+def _is(value: Any, kinds: Any) -> bool:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if isinstance(value, bool):
+        return False  # JSON true/false is never a count, a number or a name here
+    return isinstance(value, kinds) or (float in kinds and isinstance(value, int))
+
+
+def _keys(obj: dict[str, Any], spec: Any, where: str, source: str) -> None:
+    """InputError naming ``source`` and the key when a required key is missing or a key has the wrong type."""
+    for key, kinds, required in spec:
+        if key not in obj and not required:
+            continue
+        expected, name = " or ".join(_KINDS[k] for k in (kinds if isinstance(kinds, tuple) else (kinds,))), where + key
+        if key not in obj:
+            raise InputError(f"{source}: key {name!r} is missing, expected {expected}; {_FIX}")
+        if not _is(obj[key], kinds):
+            raise InputError(f"{source}: {name!r} = {obj[key]!r:.80}, expected {expected}; {_FIX}")
+
+
+def check_artifacts(artifacts: Any, source: str = BUNDLE_JSON) -> None:
+    """Every artifact is an object with string id, model, runtime, precision and path."""
+    if not isinstance(artifacts, list):
+        raise InputError(f"{source}: 'artifacts' = {artifacts!r:.80}, expected a list; {_FIX}")
+    for i, art in enumerate(artifacts):
+        if not isinstance(art, dict):
+            raise InputError(f"{source}: artifacts[{i}] = {art!r:.80}, expected a JSON object; {_FIX}")
+        _keys(art, _ARTIFACT, f"artifacts[{i}].", source)
+
+
+def check_manifest(manifest: Any, source: str = BUNDLE_JSON) -> None:
+    """The shape of a bundle.json that the deploy code indexes: InputError naming ``source`` and the key."""
+    if not isinstance(manifest, dict):
+        raise InputError(f"{source}: a JSON {type(manifest).__name__}, expected a JSON object; {_FIX}")
+    if manifest.get("schema") != SCHEMA:
+        raise InputError(f"{source}: schema {manifest.get('schema')!r:.80}, expected {SCHEMA!r}; {_FIX}")
+    _keys(manifest, _TOP, "", source)
+    check_artifacts(manifest["artifacts"], source)
+    _keys(manifest["eval"], _EVAL, "eval.", source)
+    _keys(manifest["parity"], _PARITY, "parity.", source)
+    for key, spec in _NESTED:
+        _keys(manifest.get(key, {}), spec, f"{key}.", source)
+    classes, imgsz = manifest["classes"], manifest["imgsz"]
+    if not classes or not all(isinstance(c, str) for c in classes):
+        raise InputError(f"{source}: 'classes' = {classes!r:.80}, expected a non-empty list of names; {_FIX}")
+    if len(imgsz) != 2 or not all(_is(v, int) and v > 0 for v in imgsz):
+        raise InputError(f"{source}: 'imgsz' = {imgsz!r:.80}, expected [height, width] (positive integers); {_FIX}")
+    _check_details(manifest, source)
+
+
+def _check_details(manifest: dict[str, Any], source: str) -> None:
+    """files entries are objects; parity.params and preprocess build their dataclasses."""
+    for rel, info in manifest.get("files", {}).items():
+        if not isinstance(info, dict):
+            raise InputError(
+                f"{source}: files[{rel!r}] = {info!r:.80}, expected {{'sha256': ..., 'size': ...}}; {_FIX}"
+            )
+    params = manifest["parity"]["params"]
+    unknown = sorted(set(params) - set(ParityParams.__dataclass_fields__))
+    if unknown or not all(_is(v, float) for v in params.values()):
+        raise InputError(
+            f"{source}: 'parity.params' = {params!r:.120}, expected numbers for "
+            f"{', '.join(ParityParams.__dataclass_fields__)}; {_FIX}"
+        )
+    from deploy.preprocess import PreprocessSpec
+
+    pre = manifest.get("preprocess", {})
+    try:
+        PreprocessSpec(**pre)
+    except (TypeError, InputError) as exc:
+        raise InputError(f"{source}: 'preprocess' = {pre!r:.120}: {exc}; {_FIX}") from None
 
 
 # ---------------------------------------------------------------- parity

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deploy.bundle import BUNDLE_JSON, dump_json, load_bundle
+from deploy.bundle import BUNDLE_JSON, check_artifacts, dump_json, load_bundle
 from deploy.bundle_eval import evaluate_variant
 from deploy.device_info import device_info, device_label, machine_info, package_versions
 from deploy.errors import InputError
@@ -95,6 +95,7 @@ def plan_variants(
 ) -> tuple[list[Plan], list[str]]:
     """The variants to run from the bundle's artifacts, and notes on what is skipped and why."""
     plans, notes = [], []
+    check_artifacts(manifest.get("artifacts", []))  # load_bundle checked it already; direct callers too
     for art in manifest.get("artifacts", []):
         base = Plan(art["model"], art["runtime"], art["precision"], art.get("recipe"), art["path"])
         role = art.get("role")

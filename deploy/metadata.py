@@ -108,12 +108,20 @@ def _names(value: Any, source: str) -> tuple[str, ...]:
     raise InputError(f"{source}: 'names' = {value!r}, expected {{'0': 'pedestrian', ...}} or a list of strings")
 
 
+def _positive_int(value: Any) -> bool:
+    """A positive int; ``True`` (JSON ``true``) is not a size."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _imgsz(value: Any, source: str) -> tuple[int, int]:
-    if isinstance(value, int) and value > 0:
+    if _positive_int(value):
         return value, value
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_positive_int(v) for v in value):
         return int(value[0]), int(value[1])
-    raise InputError(f"{source}: 'imgsz' = {value!r}, expected [height, width] (positive integers)")
+    raise InputError(
+        f"{source}: 'imgsz' = {value!r}, expected [height, width] (positive integers); "
+        f'fix the model metadata or set "imgsz" in a sidecar {sidecar_path(source).name}'
+    )
 
 
 def _preprocess(value: Any, source: str) -> PreprocessSpec:
@@ -124,8 +132,11 @@ def _preprocess(value: Any, source: str) -> PreprocessSpec:
     known = PreprocessSpec.__dataclass_fields__
     try:
         return PreprocessSpec(**{k: v for k, v in value.items() if k in known})
-    except TypeError as exc:
-        raise InputError(f"{source}: 'preprocess' = {value!r}: {exc}") from None
+    except (TypeError, InputError) as exc:
+        raise InputError(
+            f"{source}: 'preprocess' = {value!r}: {exc}; fix the model's preprocess metadata (re-export it with "
+            f'`edgekd export`) or give a corrected "preprocess" in a sidecar {sidecar_path(source).name}'
+        ) from None
 
 
 def parse_metadata(
@@ -159,8 +170,11 @@ def parse_metadata(
     if not isinstance(fmt, str) or fmt not in (FORMAT_SPLIT, FORMAT_ULTRALYTICS):
         fmt = FORMAT_SPLIT if {"boxes", "scores"} <= set(output_names) else FORMAT_ULTRALYTICS
     stride = values.get("stride", 32)
-    if not isinstance(stride, int) or stride < 1:
-        raise InputError(f"{source}: 'stride' = {stride!r}, expected a positive integer")
+    if not _positive_int(stride):
+        raise InputError(
+            f"{source}: 'stride' = {stride!r}, expected a positive integer (32 for YOLOv8); "
+            f'fix the model metadata or set "stride" in a sidecar {sidecar_path(source).name}'
+        )
     known = {"names", "imgsz", "stride", "preprocess", "format", "edgekd_format"}
     extra = {k: v for k, v in values.items() if k not in known}
     return ModelMeta(names, imgsz, stride, _preprocess(values.get("preprocess"), source), fmt, extra)

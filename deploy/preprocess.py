@@ -9,9 +9,12 @@ ultralytics' ``scale_boxes`` (per-axis gains from the rounded resized size).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 from pathlib import Path
+from typing import NoReturn
 
 import cv2
 import numpy as np
@@ -31,14 +34,31 @@ class PreprocessSpec:
     center: bool = True
 
     def __post_init__(self) -> None:
+        for key in ("letterbox", "center"):
+            if not isinstance(getattr(self, key), (bool, np.bool_)):
+                _bad(key, getattr(self, key), "true or false (a JSON boolean, not a string)")
         if not self.letterbox:
             raise InputError("preprocess metadata: letterbox=false is not supported; expected letterbox=true")
-        if self.channel_order not in ("RGB", "BGR"):
-            raise InputError(f"preprocess metadata: channel_order={self.channel_order!r}, expected 'RGB' or 'BGR'")
-        if self.layout != "NCHW":
-            raise InputError(f"preprocess metadata: layout={self.layout!r}, expected 'NCHW'")
-        if not 0 <= int(self.pad_value) <= 255:
-            raise InputError(f"preprocess metadata: pad_value={self.pad_value!r}, expected an integer in 0..255")
+        if not isinstance(self.channel_order, str) or self.channel_order not in ("RGB", "BGR"):
+            _bad("channel_order", self.channel_order, "'RGB' or 'BGR'")
+        if not isinstance(self.layout, str) or self.layout != "NCHW":
+            _bad("layout", self.layout, "'NCHW'")
+        if not _is_integer(self.pad_value) or not 0 <= self.pad_value <= 255:
+            _bad("pad_value", self.pad_value, "an integer in 0..255 (114 for ultralytics models)")
+        scale = self.scale
+        if isinstance(scale, bool) or not isinstance(scale, Real) or not math.isfinite(scale) or scale <= 0:
+            _bad("scale", scale, "a positive number (1/255 = 0.00392156862745098 for ultralytics models)")
+
+
+def _is_integer(value: object) -> bool:
+    """An int, or a float with an integral value (JSON 114.0); never a bool or a string."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, Integral) or (isinstance(value, (float, np.floating)) and float(value).is_integer())
+
+
+def _bad(key: str, value: object, expected: str) -> NoReturn:
+    raise InputError(f"preprocess metadata: {key}={value!r} ({type(value).__name__}), expected {expected}")
 
 
 DEFAULT_PREPROCESS = PreprocessSpec()
