@@ -9,8 +9,8 @@ Rows are matched by variant id (``model/runtime/precision[/recipe]``). For each 
   cancels out); ``growth = ratio_current / ratio_baseline`` may not exceed the latency factor. The
   reference must be a row of both runs (:func:`pick_reference`); with none, latency checks fail;
 - values at the operating point (:data:`AT_OP_KEYS`) are skipped when the baseline row did not reach it
-  (``op_reached`` false: a collapsed model's 0 false alarms at recall 0 are not comparable), and fail when the
-  baseline reached it and the current row does not.
+  (``op_reached`` false: a collapsed model's 0 false alarms at recall 0 are not comparable), except the recall
+  (then the highest reached), and fail when the baseline reached it and the current row does not.
 
 A metric measured in the baseline but null in the current run is a regression (coverage lost); a
 metric null in the baseline is skipped. Rows missing in the current run are regressions; new rows
@@ -183,6 +183,8 @@ def _op_skip(vid: str, metric: str, row: Mapping[str, Any], base: Mapping[str, A
         return None
     kwargs = {"value": row.get(metric), "baseline": base.get(metric), "tolerance": allowed}
     if base.get("op_reached") is False:
+        if metric == "recall_at_op":
+            return None  # the highest recall reached: still comparable, and a drop is a regression
         msg = f"{metric}: operating point not reached in the baseline (values at it are not comparable)"
         return Check(vid, metric, Status.SKIP, message=msg, **kwargs)
     if row.get("op_reached") is False:
