@@ -125,8 +125,14 @@ class ExportCfg(_Section):
 class QuantAdvancedCfg(_Section):
     percentile: float = Field(99.999, gt=90, le=100)
     fallback_max_layers: int = Field(8, ge=0)
-    per_channel: bool = Field(True, description="per-output-channel weight scales (not for the naive recipe)")
-    reduce_range: bool = Field(False, description="7-bit weights, for ONNX Runtime on CPUs without VNNI")
+    per_channel: bool = Field(
+        True,
+        description="ONNX Runtime: per-output-channel weight scales (not for the naive recipe); TensorRT and "
+        "OpenVINO (NNCF) always quantize weights per channel",
+    )
+    reduce_range: bool = Field(
+        False, description="ONNX Runtime only: 7-bit weights, for CPUs without VNNI (TensorRT and NNCF: 8-bit)"
+    )
     sensitivity: bool = Field(True, description="per-tensor INT8 error vs FP32 (sensitivity.json)")
     sensitivity_frames: int = Field(16, ge=1, le=1000, description="calibration frames of the sensitivity analysis")
     sensitivity_top: int = Field(20, ge=1, description="worst tensors listed per model")

@@ -128,6 +128,16 @@ def test_tensorrt_qdq_is_symmetric_per_channel_with_float_weights(setup: dict) -
     _assert_head_in_float(model, tuple(res.details["head_nodes"]))
 
 
+def test_tensorrt_ignores_the_ort_reduce_range_option(setup: dict) -> None:
+    """7-bit weights are an ONNX Runtime CPU workaround; TensorRT's Q/DQ model keeps full-range int8 weights."""
+    from pipeline.quant import AdvancedOptions
+
+    plain = quantize(setup["onnx"], runtime="tensorrt", calibration=setup["images"], out=setup["root"] / "trt_a")
+    reduced = quantize(setup["onnx"], runtime="tensorrt", calibration=setup["images"], out=setup["root"] / "trt_b",
+                       advanced=AdvancedOptions(reduce_range=True))  # fmt: skip
+    assert reduced.path.read_bytes() == plain.path.read_bytes()
+
+
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_other_calibration_methods(setup: dict, method: str) -> None:
     res = quantize(

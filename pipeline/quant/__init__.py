@@ -61,8 +61,9 @@ class AdvancedOptions:
 
     Attributes:
         percentile: the percentile of |activation| kept by the ``percentile`` calibration method.
-        per_channel: per-output-channel weight scales (all recipes but ``naive``).
-        reduce_range: 7-bit weights (ONNX Runtime on CPUs without VNNI).
+        per_channel: ONNX Runtime: per-output-channel weight scales (all recipes but ``naive``); TensorRT and
+            OpenVINO (NNCF, preset MIXED) always quantize weights per channel.
+        reduce_range: ONNX Runtime only: 7-bit weights (CPUs without VNNI); TensorRT and NNCF use 8-bit.
         keep_float: extra node names to keep in float (the fallback recipe's layers), beside the head.
         calibration_cache: ONNX Runtime calibration-range cache file (reused when it exists).
         accuracy_control: OpenVINO only: ``nncf.quantize_with_accuracy_control`` with ``max_drop``.

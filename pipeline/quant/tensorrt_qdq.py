@@ -11,6 +11,7 @@ residual Add, pooling, resize); the decode head stays float like everywhere else
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.quant import AdvancedOptions, CalibrationMethod, QuantResult, Recipe, Runtime, artifact_stem
@@ -53,12 +54,17 @@ def quantize(
     out: Path,
     advanced: AdvancedOptions,
 ) -> QuantResult:
-    """``out/tensorrt_<recipe>.onnx``: symmetric int8 Q/DQ, per-channel weights, head in float."""
+    """``out/tensorrt_<recipe>.onnx``: symmetric int8 Q/DQ, per-channel weights, head in float.
+
+    ``advanced.per_channel`` and ``advanced.reduce_range`` do not apply: TensorRT's explicit quantization is always
+    per-channel, full-range int8 for weights.
+    """
     from onnxruntime.quantization import QuantType
 
     from pipeline.quant.ort import qdq_result, quantize_without_head
 
     dst = out / f"{artifact_stem(Runtime.TENSORRT, recipe)}.onnx"
+    advanced = replace(advanced, reduce_range=False)  # an ONNX Runtime CPU workaround; TensorRT wants full int8
     model, excluded, head_nodes = quantize_without_head(
         model_path, dst, calibration=calibration, method=method, advanced=advanced,
         per_channel=True, activation_type=QuantType.QInt8, op_types=list(TRT_OP_TYPES), extra=trt_extra_options(),
