@@ -9,7 +9,6 @@ file size, and its compute-bound floor. Several variants are timed interleaved (
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ import numpy as np
 from deploy.errors import InputError
 from deploy.hwfloor import MatmulRate, count_macs, floor_ms, measure_matmul
 from deploy.latency import (
-    STEPS,
     batch_mode,
     batch_throughput,
     decode_jpeg,
@@ -28,6 +26,7 @@ from deploy.latency import (
     rss_mb,
     run_interleaved,
 )
+from deploy.provenance import usable_cores
 
 INT8_EXECUTED = ("int8", "mixed")  # executed precisions timed against the int8 matmul rate
 SAMPLE_DECIMALS = 4
@@ -269,19 +268,6 @@ def _floor(
     }
 
 
-def steps_table(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per variant for printing: id, executed precision, p50 per step, floor ratio."""
-    rows = []
-    for vid, r in results.items():
-        row: dict[str, Any] = {"id": vid, "executed": r.get("executed_precision")}
-        for step in STEPS:
-            row[step] = r.get(step, {}).get("p50_ms")
-        floor = r.get("floor") or {}
-        row["floor_ms"], row["x_floor"] = floor.get("floor_ms"), floor.get("ratio_to_floor")
-        row["pre_post_share"] = r.get("pre_post_share")
-        rows.append(row)
-    return rows
-
-
 def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    """Default thread count: the cores this process may run on (:func:`deploy.provenance.usable_cores`)."""
+    return usable_cores()

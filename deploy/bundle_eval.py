@@ -13,6 +13,7 @@ import numpy as np
 
 from deploy.bundle import read_json
 from deploy.metrics.evaluate import ROW_KEYS
+from deploy.metrics.fppi import fa_per_hour
 
 
 def at_thresholds(
@@ -47,7 +48,7 @@ def at_thresholds(
         "recall_at_bundle_op": mean(recall),
         "precision_at_bundle_op": mean(precision),
         "fppi_at_bundle_op": f,
-        "fa_per_hour_at_bundle_op": None if f is None else f * fps * 3600.0,
+        "fa_per_hour_at_bundle_op": fa_per_hour(f, fps),
     }
 
 

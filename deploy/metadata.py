@@ -41,10 +41,6 @@ class ModelMeta:
     format: str = FORMAT_SPLIT
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def nc(self) -> int:
-        return len(self.names)
-
 
 def sidecar_path(model_path: str | Path) -> Path:
     """``dir/model.engine`` -> ``dir/model.edgekd.json``."""
@@ -80,7 +76,7 @@ def write_sidecar(model_path: str | Path, meta: ModelMeta, **extra: Any) -> Path
     return out
 
 
-def parse_value(value: Any, key: str, source: str) -> Any:
+def parse_value(value: Any) -> Any:
     """A metadata value -> Python object: JSON first, then a Python literal; non-strings pass through."""
     if not isinstance(value, str):
         return value
@@ -153,7 +149,7 @@ def parse_metadata(
         input_shape: the model's (B, 3, H, W) input shape, used when ``imgsz`` is absent and H, W are static.
         output_names: the model's outputs; ``boxes`` + ``scores`` imply the split format.
     """
-    values = {k: parse_value(v, k, source) for k, v in raw.items()}
+    values = {k: parse_value(v) for k, v in raw.items()}
     if "names" not in values:
         raise InputError(
             f"{source}: no class names in the model metadata; expected ONNX metadata_props 'names' "

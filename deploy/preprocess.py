@@ -81,11 +81,6 @@ class LetterboxMeta:
     pad: tuple[int, int]
 
     @property
-    def scale(self) -> float:
-        """The aspect-preserving resize ratio ``min(H / H0, W / W0)``."""
-        return min(self.input_shape[0] / self.orig_shape[0], self.input_shape[1] / self.orig_shape[1])
-
-    @property
     def gain(self) -> tuple[float, float]:
         """(gain_x, gain_y): resized size over original size, per axis (as ultralytics' ``scale_boxes``)."""
         return self.new_unpad[1] / self.orig_shape[1], self.new_unpad[0] / self.orig_shape[0]

@@ -52,13 +52,18 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else all cores); at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores)
+
+
 def machine_info() -> dict[str, object]:
     """The ``machine`` block of metrics.json provenance: platform, CPU, usable cores, Python (no host name, no time)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return {
         "platform": platform.platform(),
         "cpu": cpu_name(),
-        "cores": max(1, cores),
+        "cores": usable_cores(),
         "python": platform.python_version(),
         "machine": platform.machine(),
     }

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deploy.errors import BackendUnavailableError, EdgeKDError, InputError
+from deploy.backends.tensorrt import cuda_check, import_cudart, import_tensorrt, tensorrt_major
+from deploy.errors import EdgeKDError, InputError
 
 if TYPE_CHECKING:  # typed by tensorrt-stubs (scripts/mypy_trt.sh); imported lazily at run time
     import tensorrt as trt
@@ -53,31 +54,22 @@ class EngineInfo:
 
 
 def require_tensorrt() -> str:
-    """TensorRT's version, or BackendUnavailableError explaining where TensorRT comes from."""
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"TensorRT is not installed here ({exc}); build engines on the target device: JetPack ships TensorRT "
-            "(python3-libnvinfer), on x86 GPUs `pip install tensorrt`. Use the docker/Dockerfile.jetson image."
-        ) from None
-    return str(tensorrt.__version__)
-
-
-def trt_major() -> int:
-    import tensorrt as trt
-
-    try:
-        return int(str(trt.__version__).split(".")[0])
-    except (AttributeError, ValueError):
-        return 0
+    """TensorRT's version (any: TensorRT < 10 builds too, INT8 then by implicit calibration), or
+    BackendUnavailableError explaining where TensorRT comes from."""
+    trt = import_tensorrt(
+        min_major=None,
+        missing="TensorRT is not installed here",
+        hint="build engines on the target device: JetPack ships TensorRT (python3-libnvinfer), on x86 GPUs "
+        "`pip install tensorrt`. Use the docker/Dockerfile.jetson image.",
+    )
+    return str(trt.__version__)
 
 
 def network_flags() -> int:
     """``create_network`` flags: EXPLICIT_BATCH on TensorRT < 10 (always explicit, flag deprecated, on 10)."""
     import tensorrt as trt
 
-    if trt_major() >= 10:
+    if tensorrt_major(trt) >= 10:
         return 0
     return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
 
@@ -208,9 +200,11 @@ def _int8_mode(
     calibration: Sequence[Path],
     cache: str | Path | None,
 ) -> str:
+    import tensorrt as trt
+
     if has_qdq(network):
         return "explicit (Q/DQ)"
-    if trt_major() >= 10:
+    if tensorrt_major(trt) >= 10:
         raise InputError(
             f"{onnx_path.name} has no Q/DQ nodes: TensorRT >= 10 builds INT8 from an explicitly quantized model; use "
             "quantize/<model>/tensorrt_head_float.onnx from `edgekd run` (the quantize stage)"
@@ -244,41 +238,24 @@ def calibration_batches(images: Sequence[Path], imgsz: tuple[int, int]) -> list[
     return [np.ascontiguousarray(preprocess(decode_jpeg(p), imgsz)[0]) for p in images]
 
 
-def _cudart() -> Any:
-    """cuda-python's runtime bindings (device buffers for the implicit calibrator)."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError:
-            raise BackendUnavailableError(
-                "implicit INT8 calibration needs cuda-python (`pip install cuda-python`) for device buffers; "
-                "or build from the Q/DQ ONNX (explicit quantization), which needs no calibrator"
-            ) from None
-    return cudart
-
-
-def _check(result: Any) -> Any:
-    """cuda-python calls return (error, *values): raise on error, return the values."""
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise EngineBuildError(f"CUDA runtime error {err} during INT8 calibration")
-    return values[0] if len(values) == 1 else values
-
-
 def entropy_calibrator(images: list[Path], imgsz: tuple[int, int], cache: Path | None) -> trt.IInt8EntropyCalibrator2:
     """An ``IInt8EntropyCalibrator2`` over letterboxed ``images`` (batch 1), reading/writing ``cache``."""
     import tensorrt as trt
 
-    cudart = _cudart()
+    cudart = import_cudart(
+        "implicit INT8 calibration needs cuda-python (`pip install cuda-python`) for device buffers; "
+        "or build from the Q/DQ ONNX (explicit quantization), which needs no calibrator"
+    )
+
+    def check(result: Any) -> tuple[Any, ...]:
+        return cuda_check(cudart, result, "during INT8 calibration", EngineBuildError)
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batches = iter(calibration_batches(images, imgsz))
             self.nbytes = 3 * imgsz[0] * imgsz[1] * 4
-            self.device = _check(cudart.cudaMalloc(self.nbytes))
+            self.device = check(cudart.cudaMalloc(self.nbytes))[0]
 
         def get_batch_size(self) -> int:
             return 1
@@ -288,7 +265,7 @@ def entropy_calibrator(images: list[Path], imgsz: tuple[int, int], cache: Path |
             if batch is None:
                 return []  # no more batches
             kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            _check(cudart.cudaMemcpy(self.device, batch.ctypes.data, self.nbytes, kind))
+            check(cudart.cudaMemcpy(self.device, batch.ctypes.data, self.nbytes, kind))
             return [int(self.device)]
 
         def read_calibration_cache(self) -> bytes | None:

@@ -84,3 +84,11 @@ def test_int8_model_refuses_a_float_precision_on_onnxruntime(qdq_model):
     with pytest.raises(InputError, match="own precision"):
         Detector(qdq_model, precision="fp16")
     assert Detector(qdq_model, precision="int8").executed_precision in ("int8", "mixed")
+
+
+def test_int8_model_refuses_fp32_on_onnxruntime(qdq_model):
+    """A Q/DQ model holds FP32 scales, yet executes int8/mixed: precision="fp32" is compared with that, and refused."""
+    from deploy.errors import InputError
+
+    with pytest.raises(InputError, match=r"own precision \((int8|mixed)\), not 'fp32'"):
+        Detector(qdq_model, backend="onnxruntime", precision="fp32")

@@ -135,11 +135,6 @@ def is_available(backend: str) -> bool:
         return False
 
 
-def available_backends() -> list[str]:
-    """Registry names whose runtime is installed."""
-    return [name for name in BACKENDS if is_available(name)]
-
-
 def load_backend(
     path: str | Path,
     backend: str | None = None,

@@ -16,6 +16,7 @@ from deploy.errors import InputError
 DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 QUANT_COMPUTE_OPS = {"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger"}
 FLOAT_COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+INT8_EXECUTED = (Precision.INT8.value, Precision.MIXED.value)  # what precision="int8" accepts (Q/DQ: mixed)
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
@@ -89,12 +90,14 @@ class OrtBackend(Backend):
         self.precision_detail, float_precision = graph_precision_counts(proto)
         del proto
         self.providers = choose_providers(providers)
-        if precision not in (None, float_precision) and not (
-            precision == Precision.INT8.value and self.precision_detail.get("int8")
-        ):
+        # compare with what executes, not the float precision: a Q/DQ model holds FP32 scales but runs int8/mixed
+        self.executed_precision = summarize_precision(self.precision_detail, float_precision)
+        int8_model = precision == Precision.INT8.value and self.executed_precision in INT8_EXECUTED
+        if precision not in (None, self.executed_precision) and not int8_model:
             raise InputError(
-                f"onnxruntime runs {self.path.name} in its own precision ({float_precision}), not {precision!r}; "
-                f"export/quantize a {precision} model, or use the openvino/tensorrt backend to pick a precision"
+                f"onnxruntime runs {self.path.name} in its own precision ({self.executed_precision}), not "
+                f"{precision!r}; export/quantize a {precision} model, or use the openvino/tensorrt backend to pick a "
+                "precision"
             )
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -113,7 +116,6 @@ class OrtBackend(Backend):
         self.input_shape = tuple(d if isinstance(d, int) and d > 0 else None for d in inp.shape)
         self.input_dtype = np.dtype(_ORT_TYPES.get(inp.type, np.float32))
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.executed_precision = summarize_precision(self.precision_detail, float_precision)
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.session.run(self.output_names, {self.input_name: self._cast_input(tensor)})

@@ -27,33 +27,67 @@ from deploy.errors import BackendUnavailableError, EdgeKDError, InputError
 COMPUTE_LAYER_KEYS = ("Convolution", "MatrixMultiply", "Gemm", "Deconvolution")
 
 
-def import_tensorrt() -> Any:
+RUNTIME_MIN_MAJOR = 10  # the runtime uses TensorRT 10's name-based I/O API (the builder also accepts older ones)
+
+
+def tensorrt_major(trt: Any) -> int:
+    """Major version of an imported ``tensorrt`` module; 0 when its ``__version__`` cannot be read."""
+    try:
+        return int(str(trt.__version__).split(".")[0])
+    except (AttributeError, ValueError):
+        return 0
+
+
+def import_tensorrt(
+    min_major: int | None = RUNTIME_MIN_MAJOR,
+    *,
+    who: str = "backend 'tensorrt'",
+    missing: str = "backend 'tensorrt' needs the TensorRT Python package, which cannot be imported here",
+    hint: str = (
+        "run on a machine with TensorRT 10 (JetPack 6 on Jetson, or `pip install tensorrt` with a CUDA GPU), "
+        "or use the onnxruntime/openvino backends with the .onnx model"
+    ),
+) -> Any:
+    """The ``tensorrt`` module, or BackendUnavailableError.
+
+    Args:
+        min_major: the oldest TensorRT major version accepted (None: any; the engine builder, which falls back to
+            implicit INT8 calibration on TensorRT < 10, passes None).
+        who: what needs TensorRT, for the version error.
+        missing, hint: the error when ``tensorrt`` cannot be imported: ``"{missing} ({ImportError}); {hint}"``.
+    """
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise BackendUnavailableError(
-            f"backend 'tensorrt' needs the TensorRT Python package, which cannot be imported here ({exc}); "
-            "run on a machine with TensorRT 10 (JetPack 6 on Jetson, or `pip install tensorrt` with a CUDA GPU), "
-            "or use the onnxruntime/openvino backends with the .onnx model"
-        ) from None
-    major = int(str(trt.__version__).split(".")[0])
-    if major < 10:
-        raise BackendUnavailableError(f"backend 'tensorrt' needs TensorRT >= 10, found {trt.__version__}")
+        raise BackendUnavailableError(f"{missing} ({exc}); {hint}") from None
+    if min_major is not None and tensorrt_major(trt) < min_major:
+        raise BackendUnavailableError(f"{who} needs TensorRT >= {min_major}, found {trt.__version__}")
     return trt
 
 
-def import_cudart() -> Any:
+def import_cudart(
+    missing: str = (
+        "backend 'tensorrt' needs cuda-python for device memory (`pip install cuda-python` matching the "
+        "CUDA version of TensorRT)"
+    ),
+) -> Any:
+    """cuda-python's CUDA runtime bindings, or BackendUnavailableError(``missing``)."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
     except ImportError:
         try:
             from cuda import cudart  # older cuda-python
         except ImportError:
-            raise BackendUnavailableError(
-                "backend 'tensorrt' needs cuda-python for device memory (`pip install cuda-python` matching the "
-                "CUDA version of TensorRT)"
-            ) from None
+            raise BackendUnavailableError(missing) from None
     return cudart
+
+
+def cuda_check(cudart: Any, result: Any, where: str, error: type[EdgeKDError] = EdgeKDError) -> tuple[Any, ...]:
+    """cuda-python calls return (error, *values): raise ``error`` naming ``where`` on a CUDA error, else the values."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise error(f"CUDA call failed {where}: {cudart.cudaGetErrorString(err)[1]!r} (error {int(err)})")
+    return tuple(values)
 
 
 def split_engine_header(data: bytes) -> tuple[dict[str, Any], bytes]:
@@ -175,11 +209,7 @@ class TensorRtBackend(Backend):
         return value if isinstance(value, str) else None
 
     def _check(self, result: Any) -> tuple[Any, ...]:
-        """cuda-python calls return (error, *values): raise on error, return the values."""
-        err, *values = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            raise EdgeKDError(f"CUDA call failed on {self.path.name}: {self._cudart.cudaGetErrorString(err)[1]!r}")
-        return tuple(values)
+        return cuda_check(self._cudart, result, f"on {self.path.name}")
 
     def _device_buffer(self, name: str, nbytes: int) -> int:
         ptr, size = self._buffers.get(name, (0, 0))

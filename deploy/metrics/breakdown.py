@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from deploy.metrics.cocoio import DetectionSet, Distractors, GroundTruth
+from deploy.metrics.fppi import fa_per_hour
 from deploy.metrics.matching import FP, ClassMatches, box_area, intersection_matrix, iou_matrix
 
 DEFAULT_HEIGHT_BINS = (50.0, 100.0)
@@ -122,7 +123,7 @@ def condition_breakdown(
                 "recall_at_op": _mean([per_class[n]["recall_at_op"] for n in names]),
                 "recall_all": _mean([per_class[n]["recall_all"] for n in names]),
                 "fppi_at_op": fppi,
-                "fa_per_hour": None if fppi is None else fppi * fps * 3600.0,
+                "fa_per_hour": fa_per_hour(fppi, fps),
                 "per_class": per_class,
             }
     return out
