@@ -56,9 +56,3 @@ class BackendUnavailableError(EdgeKDError):
     """A runtime (TensorRT, OpenVINO, ...) is not installed on this machine."""
 
     exit_code = 3
-
-
-class RegressionError(EdgeKDError):
-    """A metric regressed beyond its tolerance (``edgekd compare``)."""
-
-    exit_code = 1

@@ -84,10 +84,6 @@ class Comparison:
         return bool(self.failures)
 
     @property
-    def missing_rows(self) -> list[str]:
-        return [c.variant for c in self.checks if c.metric == "row" and c.status is Status.FAIL]
-
-    @property
     def new_rows(self) -> list[str]:
         return [c.variant for c in self.checks if c.status is Status.NEW]
 

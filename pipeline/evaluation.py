@@ -13,10 +13,6 @@ from deploy.metrics.evaluate import ROW_KEYS as ROW_METRICS  # the metrics every
 EXTRA_KEYS = ("op_threshold", "op_reached", "max_recall", "n_gt", "n_det")
 
 
-def variant_id(row: Mapping[str, Any]) -> str:
-    return "/".join(str(row[k]) for k in ("model", "runtime", "precision", "recipe"))
-
-
 def metric_row(key: Mapping[str, str], result: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """One ``metrics.json`` row (without latency) from an evaluate result."""
     overall = result["overall"]
@@ -103,22 +99,6 @@ def curve_set(result: Mapping[str, Any]) -> dict[str, Any]:
             "count": list(rel["count"]),
         },
     }
-
-
-def add_deltas(rows: list[dict[str, Any]]) -> None:
-    """``delta_map50_95_vs_fp32`` (same model, ONNX Runtime FP32) and ``..._vs_teacher`` (same variant, teacher)."""
-    by_id = {variant_id(r): r for r in rows}
-    for row in rows:
-        fp32 = by_id.get(f"{row['model']}/onnxruntime/fp32/float")
-        teacher = by_id.get("/".join(["teacher", row["runtime"], row["precision"], row["recipe"]]))
-        row["delta_map50_95_vs_fp32"] = _delta(row, fp32)
-        row["delta_map50_95_vs_teacher"] = _delta(row, teacher)
-
-
-def _delta(row: Mapping[str, Any], ref: Mapping[str, Any] | None) -> float | None:
-    if ref is None or row.get("map50_95") is None or ref.get("map50_95") is None:
-        return None
-    return round(float(row["map50_95"]) - float(ref["map50_95"]), 6)
 
 
 def subset_coco(gt: Mapping[str, Any], n_images: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.errors import DataError
+from deploy.errors import DataError, StageError
 from deploy.preprocess import decode_jpeg, preprocess
 
 
@@ -109,7 +109,7 @@ def check_parity(model: Any, onnx_path: Path, tensors: np.ndarray, atol: float) 
     tb, ts = torch_outputs(model, tensors)
     ob, os_ = onnx_outputs(onnx_path, tensors)
     if tb.shape != ob.shape or ts.shape != os_.shape:
-        raise DataError(
+        raise StageError(
             f"{onnx_path.name}: output shapes boxes {ob.shape}, scores {os_.shape} differ from PyTorch's "
             f"{tb.shape}, {ts.shape}"
         )

@@ -59,9 +59,6 @@ class Tolerances:
     latency_factor: Mapping[str, float] = field(default_factory=dict)
     source: str = "defaults"
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "absolute": dict(self.absolute), "latency_factor": dict(self.latency_factor)}
-
 
 def default_tolerances() -> Tolerances:
     text = (resources.files("pipeline") / "schemas" / "tolerances.default.json").read_text()

@@ -112,7 +112,10 @@ def test_missing_rows_fail_and_new_rows_are_reported(current):
     fewer = copy.deepcopy(current)
     fewer["rows"] = [r for r in fewer["rows"] if not (r["model"] == "distill" and r["runtime"] == "tensorrt")]
     cmp = compare_metrics(fewer, current, default_tolerances())
-    assert sorted(cmp.missing_rows) == ["distill/tensorrt/fp16/float", "distill/tensorrt/int8/head_float"]
+    assert sorted((c.variant, c.metric) for c in cmp.failures) == [
+        ("distill/tensorrt/fp16/float", "row"),
+        ("distill/tensorrt/int8/head_float", "row"),
+    ]
     assert cmp.regressed
     cmp = compare_metrics(current, fewer, default_tolerances())
     assert (

@@ -32,7 +32,9 @@ def test_profiles_listed():
 
 
 def test_overrides_are_typed_and_applied():
-    cfg = resolve_config("smoke", ["train.epochs=3", "quantization.runtimes=[onnxruntime]", "teacher.trust_weights=true"])
+    cfg = resolve_config(
+        "smoke", ["train.epochs=3", "quantization.runtimes=[onnxruntime]", "teacher.trust_weights=true"]
+    )
     assert cfg.train.epochs == 3
     assert cfg.quantization.runtimes == ("onnxruntime",)
     assert cfg.teacher.trust_weights is True
@@ -86,6 +88,14 @@ def test_cli_bad_config_exit_2_without_traceback():
     assert "train.epochs" in proc.stderr and "oops" in proc.stderr
 
 
+@pytest.mark.parametrize("family", ["config", "device", "data", "deploy"])
+def test_command_family_without_action_prints_its_own_help(family, capsys):
+    assert main([family]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: edgekd {family} [-h]"), out[:200]
+    assert "ACTION" in out
+
+
 def test_cli_config_show_prints_resolved_config(capsys):
     assert main(["config", "show", "--profile", "smoke", "--set", "train.epochs=2"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
@@ -121,7 +131,10 @@ def test_config_digest_changes_with_values():
 
 
 def test_trust_weights_flag(capsys):
-    assert main(["config", "show", "--profile", "smoke", "--trust-weights", "teacher.weights=my.pt", "--format", "json"]) == 0
+    assert (
+        main(["config", "show", "--profile", "smoke", "--trust-weights", "teacher.weights=my.pt", "--format", "json"])
+        == 0
+    )
     import json
 
     shown = json.loads(capsys.readouterr().out)

@@ -6,14 +6,28 @@ import pytest
 
 from deploy.metrics.evaluate import EvalOptions, evaluate
 from pipeline import evaluation as E
+from pipeline.report.metrics_file import add_deltas
 
 
 def _gt():
-    images = [{"id": i, "file_name": f"images/val/{i}.jpg", "width": 100, "height": 100, "attributes": {"timeofday": "night" if i % 2 else "day"}} for i in (1, 2, 3, 4)]
+    images = [
+        {
+            "id": i,
+            "file_name": f"images/val/{i}.jpg",
+            "width": 100,
+            "height": 100,
+            "attributes": {"timeofday": "night" if i % 2 else "day"},
+        }
+        for i in (1, 2, 3, 4)
+    ]
     anns = []
     for i in (1, 2, 3, 4):
         anns.append({"id": i, "image_id": i, "category_id": 1, "bbox": [10, 10, 20, 40], "area": 800, "iscrowd": 0})
-    return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "pedestrian"}, {"id": 2, "name": "car"}]}
+    return {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "pedestrian"}, {"id": 2, "name": "car"}],
+    }
 
 
 def _dets():
@@ -24,7 +38,9 @@ def _dets():
 
 def test_metric_row_and_per_class():
     result = evaluate(_gt(), _dets(), EvalOptions(recall_target=0.5))
-    row = E.metric_row({"model": "m", "runtime": "onnxruntime", "precision": "fp32", "recipe": "float"}, result, {"params": 1})
+    row = E.metric_row(
+        {"model": "m", "runtime": "onnxruntime", "precision": "fp32", "recipe": "float"}, result, {"params": 1}
+    )
     for key in E.ROW_METRICS:
         assert key in row
     assert row["params"] == 1 and row["model"] == "m"
@@ -54,18 +70,20 @@ def test_per_condition_entries():
     assert sum(e["n_images"] for e in entries) == 4
 
 
-def test_add_deltas():
+def test_add_deltas_on_evaluate_rows():
+    """The evaluate stage's rows (recipe always set) get both delta keys, null where there is no reference."""
     rows = [
         {"model": "teacher", "runtime": "onnxruntime", "precision": "fp32", "recipe": "float", "map50_95": 0.5},
         {"model": "student", "runtime": "onnxruntime", "precision": "fp32", "recipe": "float", "map50_95": 0.4},
         {"model": "student", "runtime": "onnxruntime", "precision": "int8", "recipe": "head_float", "map50_95": 0.39},
         {"model": "teacher", "runtime": "onnxruntime", "precision": "int8", "recipe": "head_float", "map50_95": None},
     ]
-    E.add_deltas(rows)
+    add_deltas(rows)
     assert rows[1]["delta_map50_95_vs_teacher"] == pytest.approx(-0.1)
     assert rows[2]["delta_map50_95_vs_fp32"] == pytest.approx(-0.01)
     assert rows[2]["delta_map50_95_vs_teacher"] is None
     assert rows[0]["delta_map50_95_vs_fp32"] == 0.0
+    assert rows[3]["delta_map50_95_vs_fp32"] is None and rows[3]["delta_map50_95_vs_teacher"] is None
 
 
 def test_subsets():
@@ -73,6 +91,12 @@ def test_subsets():
     sub = E.subset_coco(gt, 2)
     assert [im["id"] for im in sub["images"]] == [1, 2]
     assert {a["image_id"] for a in sub["annotations"]} == {1, 2}
-    dis = {"kinds": ["pole"], "distractors": [{"id": 1, "image_id": 1, "bbox": [0, 0, 5, 5], "kind": "pole"}, {"id": 2, "image_id": 3, "bbox": [0, 0, 5, 5], "kind": "pole"}]}
+    dis = {
+        "kinds": ["pole"],
+        "distractors": [
+            {"id": 1, "image_id": 1, "bbox": [0, 0, 5, 5], "kind": "pole"},
+            {"id": 2, "image_id": 3, "bbox": [0, 0, 5, 5], "kind": "pole"},
+        ],
+    }
     assert [d["id"] for d in E.subset_distractors(dis, sub)["distractors"]] == [1]
     assert E.subset_distractors(None, sub) is None

@@ -79,6 +79,15 @@ def test_parity_with_pytorch(exported: Path, tmp_path: Path) -> None:
     assert not strict.passed and strict.as_dict()["max_error"] == parity.max_error
 
 
+def test_parity_output_shape_mismatch_is_a_stage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import export_parity
+
+    monkeypatch.setattr(export_parity, "torch_outputs", lambda m, t: (np.zeros((1, 4, 8)), np.zeros((1, 3, 8))))
+    monkeypatch.setattr(export_parity, "onnx_outputs", lambda p, t: (np.zeros((1, 4, 6)), np.zeros((1, 3, 6))))
+    with pytest.raises(StageError, match=r"m\.onnx: output shapes boxes \(1, 4, 6\)"):
+        export_parity.check_parity(None, Path("m.onnx"), np.zeros((1, 3, 8, 8), np.float32), atol=1e-3)
+
+
 def test_dynamic_batch(tmp_path: Path) -> None:
     path = tiny_onnx(tmp_path, dynamic_batch=True, simplify=False)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

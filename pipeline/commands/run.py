@@ -11,11 +11,14 @@ from pipeline.cli import add_config_args, config_from_args
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the pipeline stages in order (cached, resumable)")
     add_config_args(p)
-    p.add_argument("--force", action="append", default=[], metavar="STAGE", help="rerun STAGE and everything downstream")
+    p.add_argument(
+        "--force", action="append", default=[], metavar="STAGE", help="rerun STAGE and everything downstream"
+    )
     p.add_argument("--until", metavar="STAGE", help="stop after STAGE")
     p.set_defaults(func=_run)
 
     c = sub.add_parser("config", help="inspect configuration")
+    c.set_defaults(func=lambda _args: _usage(c))
     csub = c.add_subparsers(dest="config_command", metavar="ACTION")
     show = csub.add_parser("show", help="print the resolved config (profile + overrides)")
     add_config_args(show)
@@ -23,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.set_defaults(func=_show)
     profiles = csub.add_parser("profiles", help="list the shipped profiles")
     profiles.set_defaults(func=_profiles)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -21,8 +21,6 @@ def write_report(
     metrics: dict[str, Any],
     out: Path,
     comparison: Comparison | None = None,
-    *,
-    config_yaml: str | None = None,
 ) -> dict[str, Path]:
     """Write report.html and summary.md (and junit.xml when ``comparison`` is given) into ``out``."""
     from pipeline.report.html import render_html
@@ -35,7 +33,7 @@ def write_report(
         "html": out / "report.html",
         "summary": out / "summary.md",
     }
-    written["html"].write_text(render_html(metrics, comparison, config_yaml=config_yaml))
+    written["html"].write_text(render_html(metrics, comparison))
     written["summary"].write_text(render_summary(metrics, comparison))
     if comparison is not None:
         written["junit"] = out / "junit.xml"

@@ -249,19 +249,13 @@ def _latency_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
 
 
 # ---------------------------------------------------------------- page
-def render_html(
-    metrics: Mapping[str, Any],
-    comparison: Comparison | None = None,
-    *,
-    config_yaml: str | None = None,
-    title: str | None = None,
-) -> str:
-    """The whole page as text. ``config_yaml`` defaults to the config recorded in the provenance."""
+def render_html(metrics: Mapping[str, Any], comparison: Comparison | None = None) -> str:
+    """The whole page as text; its Config section is the config recorded in the provenance."""
     prov = metrics["provenance"]
-    title = title or f"edgekd report — {prov.get('run', 'run')}"
+    title = f"edgekd report — {prov.get('run', 'run')}"
     body = [_overview(metrics, comparison), _matrix(metrics), _gate(comparison), *_figures(metrics)]
     body += tables.table_sections(metrics, section, figure, empty)
-    body.append(section("config", "Config", f"<pre>{e(config_yaml or tables.config_yaml(prov))}</pre>"))
+    body.append(section("config", "Config", f"<pre>{e(tables.config_yaml(prov))}</pre>"))
     body.append(section("environment", "Environment", tables.environment(prov)))
     body = [b for b in body if b]
     present = {sid for sid, _ in SECTIONS if f'<section id="{sid}"' in "".join(body)}

@@ -169,10 +169,13 @@ def add_deltas(rows: list[dict[str, Any]], teacher: str = TEACHER) -> None:
 
     vs FP32: against the same model's FP32 row (ONNX Runtime, edgekd's export, when present).
     vs teacher: against the teacher's row of the same runtime, precision and recipe (null when there is
-    none), i.e. what distillation costs in the very same deployment. (The evaluate stage writes the same.)
+    none), i.e. what distillation costs in the very same deployment. Both keys are set on every row (null
+    when there is no reference). The evaluate stage fills its rows with this function too.
     """
     by_id = {variant_id(r): r for r in rows}
     for row in rows:
+        row.setdefault("delta_map50_95_vs_fp32", None)
+        row.setdefault("delta_map50_95_vs_teacher", None)
         value = row.get("map50_95")
         if value is None:
             continue

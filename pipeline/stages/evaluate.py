@@ -76,6 +76,7 @@ def run_evaluate(ctx: StageContext) -> None:
     from deploy.metrics.evaluate import evaluate, predict_coco
     from pipeline import evaluation as E
     from pipeline.artifacts import list_artifacts_in
+    from pipeline.report.metrics_file import add_deltas
 
     cfg, ev = ctx.cfg, ctx.cfg.evaluation
     data = ctx.upstream("data")
@@ -83,19 +84,32 @@ def run_evaluate(ctx: StageContext) -> None:
     opts = _options(cfg)
     stats = _model_stats(ctx.upstream("export"))
     rows: list[dict[str, Any]] = []
-    tables: dict[str, Any] = {"per_class": [], "per_condition": [], "robustness": [], "distractors": [], "curves": {},
-                              "thresholds": {}, "paired": []}
+    tables: dict[str, Any] = {
+        "per_class": [],
+        "per_condition": [],
+        "robustness": [],
+        "distractors": [],
+        "curves": {},
+        "thresholds": {},
+        "paired": [],
+    }
     detections: dict[str, list] = {}
     artifacts = list_artifacts_in(ctx.inputs)  # enabled upstream stages only: a disabled one's old folder is not read
     for i, art in enumerate(ctx.track(artifacts, "[evaluate] variants", len(artifacts)), 1):
-        det = Detector(art.path, conf=ev.conf_threshold, iou=ev.nms_iou, max_det=ev.max_det, threads=cfg.benchmark.threads)
+        det = Detector(
+            art.path, conf=ev.conf_threshold, iou=ev.nms_iou, max_det=ev.max_det, threads=cfg.benchmark.threads
+        )
         dets = predict_coco(det, gt, data)
         result = evaluate(gt, dets, opts, dis, sources=(str(data / "annotations/val_coco.json"), art.id, "distractors"))
         safe = art.id.replace("/", "__")
         _write(ctx.out / "variants" / f"{safe}.json", result)
         _write(ctx.out / "detections" / f"{safe}.json", dets)
         detections[art.id] = dets
-        extra = {**stats.get(art.model, {}), "size_mb": file_size_mb(art.path), "executed_precision": det.executed_precision}
+        extra = {
+            **stats.get(art.model, {}),
+            "size_mb": file_size_mb(art.path),
+            "executed_precision": det.executed_precision,
+        }
         rows.append(E.metric_row(art.row_key(), result, extra))
         tables["per_class"] += E.per_class_entries(art.id, result)
         tables["per_condition"] += E.per_condition_entries(art.id, result)
@@ -108,7 +122,7 @@ def run_evaluate(ctx: StageContext) -> None:
             f"[evaluate] {i}/{len(artifacts)} {art.id}: mAP50-95 {_fmt(rows[-1]['map50_95'])} "
             f"FPPI@op {_fmt(rows[-1]['fppi_at_op'])} LAMR {_fmt(rows[-1]['lamr'])}"
         )
-    E.add_deltas(rows)
+    add_deltas(rows)
     if ev.bootstrap_resamples:
         tables["paired"] = E.paired_entries(
             gt, detections, resamples=ev.bootstrap_resamples, confidence=ev.bootstrap_confidence, seed=cfg.run.seed

@@ -21,8 +21,8 @@ from typing import Any
 from deploy.errors import StageError
 from pipeline.runner import Stage, StageContext, sha256_file
 from pipeline.train import ARMS
+from pipeline.train.weights import STAGE_WEIGHTS
 
-WEIGHTS = "weights/best.pt"
 SCHEMA = "edgekd.export/v1"
 
 
@@ -35,7 +35,7 @@ def verified_weights(ctx: StageContext, model: str) -> tuple[Path, str]:
     """(path, sha256) of ``<run>/<model>/weights/best.pt``, checked against the run manifest before any load."""
     from pipeline.train.weights import verify_stage_weights
 
-    return verify_stage_weights(ctx.run_dir, model, WEIGHTS)
+    return verify_stage_weights(ctx.run_dir, model, STAGE_WEIGHTS)
 
 
 def export_one(ctx: StageContext, model_name: str, imgsz: tuple[int, int]) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def export_one(ctx: StageContext, model_name: str, imgsz: tuple[int, int]) -> di
     return {
         "model": model_name,
         "onnx": {"path": out.name, "sha256": sha256_file(out), "size": out.stat().st_size},
-        "weights": {"path": f"{model_name}/{WEIGHTS}", "sha256": digest},
+        "weights": {"path": f"{model_name}/{STAGE_WEIGHTS}", "sha256": digest},
         "imgsz": list(imgsz),
         "opset": spec.opset,
         "dynamic_batch": spec.dynamic_batch,

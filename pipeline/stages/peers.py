@@ -6,7 +6,9 @@ import json
 
 from pipeline.config import Config
 from pipeline.runner import Stage, StageContext
+from pipeline.stages.data import CALIBRATION
 from pipeline.train import ARMS
+from pipeline.train.weights import STAGE_WEIGHTS
 
 
 def _peers(ctx: StageContext) -> None:
@@ -16,17 +18,24 @@ def _peers(ctx: StageContext) -> None:
 
     cfg = ctx.cfg
     data = yaml_names(ctx.upstream("data") / "data.yaml")
-    images = load_manifest(ctx.upstream("calib") / "calibration.json")
+    images = load_manifest(ctx.upstream("calib") / CALIBRATION)
     data_yaml = write_calibration_yaml(images, data, ctx.out)
     rows = []
     for model in cfg.benchmark.peer_models:
         if model not in ctx.inputs:
             ctx.log(f"[peers] {model}: its training stage is disabled in this config; no ultralytics export of it")
             continue
-        weights, _ = verify_stage_weights(ctx.run_dir, model, "weights/best.pt")
+        weights, _ = verify_stage_weights(ctx.run_dir, model, STAGE_WEIGHTS)
         for art in export_peers(model, weights, data_yaml, ctx.out, imgsz=cfg.train.imgsz):
-            rows.append({"model": art.model, "variant": art.variant, "runtime": art.runtime,
-                         "precision": art.precision, "path": art.path.as_posix()})
+            rows.append(
+                {
+                    "model": art.model,
+                    "variant": art.variant,
+                    "runtime": art.runtime,
+                    "precision": art.precision,
+                    "path": art.path.as_posix(),
+                }
+            )
     (ctx.out / "peers.json").write_text(json.dumps({"artifacts": rows}, indent=2, sort_keys=True))
 
 

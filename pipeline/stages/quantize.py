@@ -25,8 +25,7 @@ from typing import Any
 
 from deploy.errors import IntegrityError, StageError
 from pipeline.runner import Stage, StageContext, sha256_file
-
-CALIBRATION = "calibration.json"
+from pipeline.stages.data import CALIBRATION
 
 
 def _export_records(ctx: StageContext) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ from pipeline.train.recipe import (
     verified_checkpoint,
     weights_dir,
 )
-from pipeline.train.weights import ResolvedWeights, is_pickle, resolve_weights, verify_stage_weights
+from pipeline.train.weights import STAGE_WEIGHTS, ResolvedWeights, is_pickle, resolve_weights, verify_stage_weights
 
 TOOLS = ("torch", "torchvision", "ultralytics")
 RECIPE_KEYS = ("run.seed", "train")
@@ -64,7 +64,6 @@ KD_KEYS = tuple(
 )
 #: Ablation arms: stage name -> the one KD term it keeps.
 ABLATION_ARMS: dict[str, str] = {"distill_cls": "cls", "distill_loc": "loc", "distill_feat": "feat"}
-WEIGHTS = "weights/best.pt"
 
 
 # ---------------------------------------------------------------- helpers
@@ -130,7 +129,7 @@ def _train_and_collect(
     seconds = time.perf_counter() - started
     if not best.is_file():
         raise StageError(f"stage {ctx.name!r}: ultralytics wrote no {best.name}; see the training log above")
-    dst = ctx.out / WEIGHTS
+    dst = ctx.out / STAGE_WEIGHTS
     model = finalize_checkpoint(best, dst)
     rows = read_results(csv)
     write_curves(rows, ctx.out / "curves.csv")
@@ -152,7 +151,7 @@ def _train_and_collect(
         "final": metrics,
         "val_args": val_args(recipe),
         "loss_terms": [k.split("/", 1)[1] for k in (rows[0] if rows else {}) if k.startswith("train/")],
-        "weights": {"path": WEIGHTS, "sha256": sha256_file(dst)},
+        "weights": {"path": STAGE_WEIGHTS, "sha256": sha256_file(dst)},
         **provenance,
     }
     write_summary(ctx.out / "summary.json", payload)
@@ -217,8 +216,8 @@ def _validate(weights: Path, recipe: Recipe, work: Path) -> dict[str, float]:
 
 
 def _teacher_from_run(ctx: StageContext) -> tuple[Path, dict[str, Any]]:
-    path, digest = verify_stage_weights(ctx.run_dir, "teacher", WEIGHTS)
-    return path, {"teacher": {"stage": "teacher", "weights": f"teacher/{WEIGHTS}", "sha256": digest}}
+    path, digest = verify_stage_weights(ctx.run_dir, "teacher", STAGE_WEIGHTS)
+    return path, {"teacher": {"stage": "teacher", "weights": f"teacher/{STAGE_WEIGHTS}", "sha256": digest}}
 
 
 # ---------------------------------------------------------------- stage functions

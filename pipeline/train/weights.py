@@ -25,6 +25,8 @@ REGISTRY_SCHEMA = "edgekd.weights_registry/v1"
 DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "models" / "registry.json"
 PICKLE_SUFFIXES = (".pt", ".pth")
 MODEL_YAML_SUFFIXES = (".yaml", ".yml")
+#: Where a training stage leaves its weights, relative to its stage folder (a manifest output).
+STAGE_WEIGHTS = "weights/best.pt"
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def _yaml_hint(name: str) -> str:
     return f"{stem}.yaml" if stem.startswith("yolo") else "yolov8l.yaml"
 
 
-def verify_stage_weights(run_dir: Path, stage: str, rel: str = "weights/best.pt") -> tuple[Path, str]:
+def verify_stage_weights(run_dir: Path, stage: str, rel: str = STAGE_WEIGHTS) -> tuple[Path, str]:
     """Weights written by an earlier stage of this run, checked against the sha256 in ``run_dir/manifest.json``.
 
     Returns (path, sha256); IntegrityError naming the file when the checksum differs (altered since it was written).
