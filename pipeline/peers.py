@@ -59,6 +59,7 @@ def export_peers(model_name: str, weights: Path, data_yaml: Path, out_dir: Path,
         except Exception as exc:  # ultralytics raises bare Exceptions; keep the cause, name the variant
             raise StageError(f"ultralytics export {variant} of {model_name} failed: {exc}") from exc
         local.unlink()
+        strip_export_dates(vdir)
         path = Path(produced)
         if path.is_dir():  # OpenVINO: a folder holding <stem>.xml
             xmls = sorted(path.glob("*.xml"))
@@ -69,3 +70,26 @@ def export_peers(model_name: str, weights: Path, data_yaml: Path, out_dir: Path,
         precision = "int8" if kwargs.get("quantize") == 8 else "fp32"
         artifacts.append(PeerArtifact(model_name, variant, runtime, precision, path.relative_to(out_dir)))
     return artifacts
+
+
+def strip_export_dates(folder: Path) -> list[Path]:
+    """Remove the export time ultralytics writes into its files (``date`` in each ONNX model's metadata_props and in
+    OpenVINO's ``metadata.yaml``): artifacts hold no timestamps. Returns the files rewritten."""
+    import onnx
+
+    changed = []
+    for path in sorted(folder.rglob("*.onnx")):
+        model = onnx.load(str(path), load_external_data=False)
+        kept = [p for p in model.metadata_props if p.key != "date"]
+        if len(kept) != len(model.metadata_props):
+            del model.metadata_props[:]
+            model.metadata_props.extend(kept)
+            onnx.save(model, str(path))
+            changed.append(path)
+    for path in sorted(folder.rglob("metadata.yaml")):
+        data = yaml.safe_load(path.read_text())
+        if isinstance(data, dict) and "date" in data:
+            del data["date"]
+            path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+            changed.append(path)
+    return changed

@@ -54,7 +54,7 @@ STAGES = [
     Stage(
         "peers",
         _peers,
-        version="1",
+        version="2",
         params=("benchmark.peers", "benchmark.peer_models", "train.imgsz"),
         upstream=("data", "calib", *ARMS),
         tools=("ultralytics", "torch", "onnx", "onnxruntime", "openvino", "nncf"),
