@@ -181,7 +181,10 @@ def build_engine(
     else:
         config.set_flag(trt.BuilderFlag.INT8)
         mode = _int8_mode(network, config, onnx_path, calibration, calibration_cache)
-    serialized = builder.build_serialized_network(network, config)
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        _free_calibrator(config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build a {precision.value} engine from {onnx_path} (see its log)")
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +241,14 @@ def calibration_batches(images: Sequence[Path], imgsz: tuple[int, int]) -> list[
     return [np.ascontiguousarray(preprocess(decode_jpeg(p), imgsz)[0]) for p in images]
 
 
+def _free_calibrator(config: trt.IBuilderConfig) -> None:
+    """Release the implicit-calibration calibrator's device buffer once the build is over (it is read only then)."""
+    calibrator = getattr(config, "int8_calibrator", None)
+    free = getattr(calibrator, "free", None)
+    if callable(free):
+        free()
+
+
 def entropy_calibrator(images: list[Path], imgsz: tuple[int, int], cache: Path | None) -> trt.IInt8EntropyCalibrator2:
     """An ``IInt8EntropyCalibrator2`` over letterboxed ``images`` (batch 1), reading/writing ``cache``."""
     import tensorrt as trt
@@ -259,6 +270,12 @@ def entropy_calibrator(images: list[Path], imgsz: tuple[int, int], cache: Path |
 
         def get_batch_size(self) -> int:
             return 1
+
+        def free(self) -> None:
+            """Release the device buffer (after the build; calling it again does nothing)."""
+            if self.device:
+                check(cudart.cudaFree(self.device))
+                self.device = 0
 
         def get_batch(self, names: list[str]) -> list[int]:
             batch = next(self.batches, None)

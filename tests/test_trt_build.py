@@ -66,6 +66,12 @@ def fake_tensorrt(version: str, *, qdq: bool, dynamic: bool, calls: list) -> typ
     trt.MemoryPoolType = _Enum(WORKSPACE="workspace")
     trt.BuilderFlag = _Enum(FP16="FP16", INT8="INT8")
     trt.ProfilingVerbosity = _Enum(DETAILED="detailed")
+
+    class IInt8EntropyCalibrator2:
+        def __init__(self) -> None:
+            pass
+
+    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
     trt.LayerType = _Enum(QUANTIZE="Q", DEQUANTIZE="DQ", CONVOLUTION="CONV")
     trt.Dims4 = lambda *d: tuple(d)
 
@@ -145,6 +151,9 @@ def fake_tensorrt(version: str, *, qdq: bool, dynamic: bool, calls: list) -> typ
             return Profile()
 
         def build_serialized_network(self, network: Network, config: Config) -> bytes:
+            calibrator = getattr(config, "int8_calibrator", None)
+            while calibrator is not None and calibrator.get_batch(["images"]):  # implicit calibration reads batches
+                calls.append(("calibration_batch",))
             return b"ENGINE"
 
     class OnnxParser:
@@ -217,3 +226,38 @@ def test_dynamic_batch_gets_an_optimization_profile(monkeypatch, onnx_model: Pat
     assert ("profile", ("images", (1, 3, 64, 64), (4, 3, 64, 64), (4, 3, 64, 64))) in calls
     _, static = _build(monkeypatch, onnx_model, tmp_path, "10.3.0", "fp16", dynamic=False)
     assert not [c for c in static if c[0] == "profile"]
+
+
+def test_implicit_calibration_on_tensorrt_8_frees_its_device_buffer(monkeypatch, onnx_model: Path, tmp_path: Path):
+    """TensorRT < 10 without Q/DQ: an entropy calibrator feeds the frames from one device buffer, freed after the build."""
+    import cv2
+    import numpy as np
+
+    import deploy.trt_build as trt_build
+
+    cuda: list = []
+
+    class Cudart:
+        cudaMemcpyKind = _Enum(cudaMemcpyHostToDevice=1)
+
+        def cudaMalloc(self, n: int):
+            cuda.append(("malloc", n))
+            return 0, 4096
+
+        def cudaMemcpy(self, dst: int, src: int, n: int, kind: int):
+            cuda.append(("copy", dst, n))
+            return (0,)
+
+        def cudaFree(self, ptr: int):
+            cuda.append(("free", ptr))
+            return (0,)
+
+    monkeypatch.setattr(trt_build, "import_cudart", lambda *a, **k: Cudart())
+    frames = []
+    for i in range(3):
+        frames.append(tmp_path / f"{i}.jpg")
+        cv2.imwrite(str(frames[-1]), np.full((48, 80, 3), 40 * i, np.uint8))
+    info, calls = _build(monkeypatch, onnx_model, tmp_path, "8.6.1", "int8", calibration=frames)
+    assert info.quantization == "implicit (entropy calibrator)"
+    assert calls.count(("calibration_batch",)) == 3
+    assert cuda == [("malloc", 3 * 64 * 64 * 4), *[("copy", 4096, 3 * 64 * 64 * 4)] * 3, ("free", 4096)]
