@@ -179,9 +179,15 @@ class Runner:
         """Upstream stages that are registered and enabled under this config."""
         return [u for u in stage.upstream if u in self.by_name and self.by_name[u].enabled(self.cfg)]
 
+    def last_done(self, name: str) -> dict[str, Any] | None:
+        """The stage's last "done" record: its own, or the one kept under ``previous`` while a re-run is running or
+        after it failed (the re-run replaces the stage's folder only when it succeeds)."""
+        rec = self.manifest.stage(name)
+        return rec if rec is None or rec.get("status") == "done" else rec.get("previous")
+
     def is_fresh(self, stage: Stage, key: str) -> bool:
-        rec = self.manifest.stage(stage.name)
-        if rec is None or rec.get("status") != "done" or rec.get("key") != key:
+        rec = self.last_done(stage.name)
+        if rec is None or rec.get("key") != key:
             return False
         out_dir = self.run_dir / stage.name
         if not out_dir.is_dir():
@@ -232,6 +238,9 @@ class Runner:
     def _run_one(self, stage: Stage, force: bool) -> StageResult:
         key = self.key(stage)
         if not force and self.is_fresh(stage, key):
+            done = self.last_done(stage.name)
+            if done is not self.manifest.stage(stage.name):  # an interrupted re-run left its folder untouched
+                self.manifest.set_stage(stage.name, done or {})
             self.log(f"[{stage.name}] up to date (cached)")
             return StageResult(stage.name, "cached", 0.0)
         self.log(f"[{stage.name}] running")
@@ -247,11 +256,13 @@ class Runner:
             ctx.track = self.track
         started = time.time()
         t0 = time.perf_counter()
-        self.manifest.set_stage(stage.name, {"status": "running", "key": key, "started": started})
+        previous = self.last_done(stage.name)
+        self.manifest.set_stage(stage.name, {"status": "running", "key": key, "started": started, "previous": previous})
         try:
             stage.func(ctx)
         except BaseException:
-            self.manifest.set_stage(stage.name, {"status": "failed", "key": key, "started": started})
+            failed = {"status": "failed", "key": key, "started": started, "previous": previous}
+            self.manifest.set_stage(stage.name, failed)
             raise
         seconds = time.perf_counter() - t0
         files = hash_tree(tmp, stage.volatile)

@@ -264,3 +264,22 @@ def test_scratch_is_removed_only_after_done_is_on_record(tmp_path):
     runner.manifest.set_stage = spy
     runner.run()
     assert seen == ["scratch kept"]
+
+
+def test_a_failed_rerun_keeps_the_last_done_record(tmp_path):
+    """A re-run (config changed) that fails leaves the stage's folder as it was; going back to the old config finds
+    it cached instead of running it again."""
+    CALLS.clear()
+    Runner(_cfg(tmp_path, epochs=1), _stages(), log=lambda m: None).run()
+
+    def boom(ctx: StageContext) -> None:
+        raise KeyboardInterrupt  # killed mid-stage
+
+    failing = [_make("a"), Stage("b", boom, params=("train.epochs",), upstream=("a",)), _make("c", ("b",))]
+    with pytest.raises(KeyboardInterrupt):
+        Runner(_cfg(tmp_path, epochs=2), failing, log=lambda m: None).run()
+    CALLS.clear()
+    again = Runner(_cfg(tmp_path, epochs=1), _stages(), log=lambda m: None).run()
+    assert [r.status for r in again] == ["ran", "cached", "cached"] and CALLS == ["a"]
+    manifest = json.loads((_cfg(tmp_path).run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["b"]["status"] == "done"
