@@ -165,7 +165,8 @@ def test_cli_torch_needs_trust(models, tmp_path, capsys):
     code, _ = _bench(tmp_path, "--model", str(models["pt"]), "--backend", "torch", "--imgsz", "96")
     assert code == 2
     err = capsys.readouterr().err
-    assert "--trust-weights" in err and "Traceback" not in err
+    assert "add --trust-weights to the command" in err and "Traceback" not in err
+    assert "=true" not in err and "edgekd run" not in err and ".yaml" not in err  # not the config-key advice
     code, data = _bench(
         tmp_path, "--model", str(models["pt"]), "--backend", "torch", "--imgsz", "96", "--trust-weights"
     )

@@ -153,11 +153,15 @@ def _untrusted_message(
         why = f"its sha256 {digest} differs from the published {entry.sha256} of {entry.name!r} (altered or corrupt)"
     else:
         why = f"its sha256 {digest} is not in the trusted-weights registry {registry}"
+    if trust_key.startswith("--"):  # a command-line flag (edgekd bench): no value, and no .yaml alternative
+        opt_in, scratch = f"add {trust_key} to the command", ""
+    else:  # a config key (edgekd run)
+        opt_in = f"set {trust_key}=true (e.g. `edgekd run {trust_key}=true`)"
+        scratch = f"; or train from scratch with a model .yaml (e.g. {key}={_yaml_hint(path.name)})"
     return (
         f"{key}: refusing to load {spec!r} ({path}): {why}. A .pt file is a Python pickle and loading it can run "
         f"arbitrary code, so edgekd loads only weights whose checksum it knows. If you trust where this file came "
-        f"from, opt in with {trust_key}=true (e.g. `edgekd run {trust_key}=true`); or add its sha256 to "
-        f"{registry}; or train from scratch with a model .yaml (e.g. {key}={_yaml_hint(path.name)})."
+        f"from, {opt_in}; or add its sha256 to {registry}{scratch}."
     )
 
 
