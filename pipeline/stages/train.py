@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -33,6 +34,7 @@ from pipeline.train.recipe import (
     RUN_NAME,
     WORK_DIR,
     Recipe,
+    no_unverified_amp_weights,
     recipe_from_config,
     record_checkpoints,
     resume_checkpoint,
@@ -191,9 +193,12 @@ def _run_trainer(
         return best, csv, None
     try:
         trainer = make_trainer(work)
+        trainer.add_callback("on_pretrain_routine_start", no_unverified_amp_weights)
         trainer.add_callback("on_model_save", lambda t: record_checkpoints(Path(t.wdir)))
+        # the final evaluation rewrites last.pt / best.pt without the optimizer: record those bytes too
+        trainer.add_callback("on_train_end", lambda t: record_checkpoints(Path(t.wdir)))
         trainer.train()
-    except (RuntimeError, ValueError, FileNotFoundError, TypeError) as exc:
+    except (RuntimeError, ValueError, FileNotFoundError, TypeError, AssertionError, subprocess.CalledProcessError) as exc:
         raise StageError(f"stage {ctx.name!r}: ultralytics training failed: {exc}") from exc
     return Path(trainer.best), Path(trainer.csv), trainer
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,13 @@ class Recipe:
 
     @property
     def on_cpu(self) -> bool:
-        return self.device.strip().lower() in {"cpu", ""} or self.device.strip().lower().startswith("cpu")
+        """CPU training: ``cpu``, or ``""`` (ultralytics' automatic choice) on a machine without CUDA."""
+        device = self.device.strip().lower()
+        if device == "":
+            import torch
+
+            return not torch.cuda.is_available()
+        return device.startswith("cpu")
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -115,6 +122,31 @@ def trainer_overrides(recipe: Recipe, model: str, project: Path, **extra: Any) -
         args["resume"] = str(last)
     args.update(extra)
     return args
+
+
+#: GPUs on which ultralytics' ``check_amp`` turns AMP off (NaN losses or zero mAP), copied from ultralytics 8.4.
+AMP_BROKEN_GPUS = re.compile(
+    r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)", re.IGNORECASE
+)
+
+
+def amp_check_without_weights(model: Any) -> bool:
+    """ultralytics' ``check_amp`` without its FP32-vs-AMP comparison, which loads (and downloads) ``yolo26n.pt``: a
+    pickle no checksum covers. AMP stays on for CUDA, except on the GPUs ultralytics itself lists as broken."""
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return False
+    return not AMP_BROKEN_GPUS.search(torch.cuda.get_device_name(device))
+
+
+def no_unverified_amp_weights(trainer: Any) -> None:
+    """``on_pretrain_routine_start`` callback (it runs before the AMP check, in DDP workers too): ultralytics' trainer
+    uses :func:`amp_check_without_weights` in this process."""
+    import ultralytics.engine.trainer as ul_trainer
+
+    ul_trainer.check_amp = amp_check_without_weights
 
 
 def resume_checkpoint(project: Path) -> Path | None:

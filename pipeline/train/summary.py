@@ -41,6 +41,12 @@ def finalize_checkpoint(src: Path, dst: Path) -> Any:
     from ultralytics.utils.patches import torch_load
 
     ckpt = torch_load(str(src), map_location="cpu")
+    if isinstance(ckpt, dict) and ckpt.get("model") is None and ckpt.get("ema") is not None:
+        # saved by the trainer but not yet stripped by its final evaluation (the stage stopped in between)
+        from ultralytics.utils.torch_utils import strip_optimizer
+
+        strip_optimizer(str(src))
+        ckpt = torch_load(str(src), map_location="cpu")
     model = ckpt.get("model") if isinstance(ckpt, dict) else None
     if type(model) is not DetectionModel:
         raise StageError(f"{src}: expected a plain ultralytics DetectionModel checkpoint, got {type(model).__name__}")
