@@ -102,7 +102,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-weights",
         action="store_true",
-        help="load a teacher .pt that is not in models/registry.json (a pickle can run code: only files you trust)",
+        help="load a teacher .pt that is not in pipeline/train/registry.json (a pickle can run code: only files you trust)",
     )
 
 

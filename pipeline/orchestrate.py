@@ -23,7 +23,29 @@ def _tracker(console: Console) -> Callable[..., Iterable[Any]]:
     return tracked
 
 
+def _refuse_unverifiable_teacher(cfg: Config) -> None:
+    """Before any stage runs: a teacher named by a registry entry without a published sha256 can never pass the
+    trusted-weights check, so say so now rather than after the data stages (paths are checked by the teacher stage)."""
+    from pipeline.train.weights import DEFAULT_REGISTRY, load_registry
+
+    spec = cfg.teacher.weights
+    if cfg.teacher.trust_weights or not spec.endswith(".pt") or "/" in spec:
+        return
+    entry = load_registry(DEFAULT_REGISTRY).get(spec)
+    if entry is not None and entry.sha256 is None:
+        from deploy.errors import UntrustedWeightsError
+
+        raise UntrustedWeightsError(
+            f"teacher.weights: {spec!r} has no published sha256 in {DEFAULT_REGISTRY}, so edgekd cannot verify the "
+            "download and will not unpickle it (a .pt can run code). If you trust ultralytics' release asset, set "
+            f"teacher.trust_weights=true (e.g. `edgekd run --profile {cfg.profile} teacher.trust_weights=true`); or "
+            f"add its sha256 to the registry; or train the teacher from scratch with teacher.weights="
+            f"{entry.architecture}"
+        )
+
+
 def run_pipeline(cfg: Config, force: Sequence[str] = (), until: str | None = None) -> int:
+    _refuse_unverifiable_teacher(cfg)
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"[bold]edgekd run[/] profile={cfg.profile} run_dir={cfg.run_dir}")
     runner = Runner(cfg, all_stages(), log=lambda msg: console.print(escape(msg)), track=_tracker(console))

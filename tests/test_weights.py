@@ -53,7 +53,7 @@ def test_shipped_registry_lists_v8_weights_with_cards():
     known = load_registry(DEFAULT_REGISTRY)
     assert {"yolov8l.pt", "yolov8s.pt"} <= set(known)
     for entry in known.values():
-        assert (DEFAULT_REGISTRY.parent / entry.card).is_file()
+        assert (Path(__file__).resolve().parents[1] / entry.card).is_file()  # cards: models/cards/ of the project
         assert entry.sha256 is None or len(entry.sha256) == 64
         assert entry.source.startswith("https://github.com/ultralytics/assets/releases/")
 
@@ -159,3 +159,14 @@ def test_run_weights_are_trusted_through_the_manifest(tmp_path):
         verify_stage_weights(run, "teacher")
     with pytest.raises(StageError, match="no completed stage 'student'"):
         verify_stage_weights(run, "student")
+
+
+def test_run_refuses_an_unverifiable_teacher_before_any_stage(tmp_path, capsys):
+    """yolov8l.pt is known but has no published sha256: `edgekd run` stops at once (exit 2), writing nothing."""
+    from pipeline.cli import main
+
+    runs = tmp_path / "runs"
+    assert main(["run", "--profile", "smoke", f"run.runs_dir={runs}", "teacher.weights=yolov8l.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "no published sha256" in err and "teacher.trust_weights=true" in err and "yolov8l.yaml" in err
+    assert not runs.exists()

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
                    help="ask OpenVINO/TensorRT for this precision (default: the model's own; f32 hint on OpenVINO)")  # fmt: skip
     p.add_argument(
-        "--trust-weights", action="store_true", help="allow a .pt whose checksum is not in models/registry.json"
+        "--trust-weights", action="store_true", help="allow a .pt whose checksum is not in pipeline/train/registry.json"
     )
     p.add_argument("--no-floor", action="store_true", help="skip the hardware floor measurement (about 4 s)")
     p.add_argument("--floor-seconds", type=float, default=2.0, help="seconds per matmul rate measurement")

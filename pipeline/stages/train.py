@@ -12,7 +12,7 @@ All arms train with ultralytics' trainer on the ``data`` stage's dataset with th
   ``train_seconds``, ``epochs``, provenance (``init``, ``teacher``, ``distillation``, ``weights`` sha256).
 
 Pickled weights are checked before they are loaded: the configured teacher ``.pt`` against
-``models/registry.json`` (or the user's opt-in), the teacher the distillation arms use against the sha256 the run
+``pipeline/train/registry.json`` (or the user's opt-in), the teacher the distillation arms use against the sha256 the run
 manifest recorded for the ``teacher`` stage. torch and ultralytics are imported inside the stage functions.
 """
 

@@ -3,7 +3,7 @@
 Modules:
 
 - :mod:`pipeline.train.recipe`: the ultralytics trainer arguments every arm shares (no torch import);
-- :mod:`pipeline.train.weights`: the trusted-weights registry (``models/registry.json``; no torch import);
+- :mod:`pipeline.train.weights`: the trusted-weights registry (``pipeline/train/registry.json``; no torch import);
 - :mod:`pipeline.train.kd_loss`: edgekd's distillation loss terms and criterion (torch);
 - :mod:`pipeline.train.kd_trainer`: the ``DetectionTrainer`` subclass and the teacher-student wrapper (torch);
 - :mod:`pipeline.train.summary`: params, GFLOPs, curves and ``summary.json`` of a trained arm.

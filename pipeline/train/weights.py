@@ -2,7 +2,7 @@
 
 Before anything unpickles a ``.pt`` file, edgekd checks its sha256:
 
-- against ``models/registry.json`` (known weight names -> published sha256, with model cards): a match is trusted;
+- against ``pipeline/train/registry.json`` (known weight names -> published sha256, with model cards): a match is trusted;
 - for weights trained by edgekd's own stages in the same run, against the sha256 the run manifest recorded when
   that stage completed (:func:`verify_stage_weights`);
 - anything else is refused with :class:`UntrustedWeightsError` unless the user opted in
@@ -22,7 +22,7 @@ from deploy.errors import InputError, IntegrityError, StageError, UntrustedWeigh
 from pipeline.runner import sha256_file
 
 REGISTRY_SCHEMA = "edgekd.weights_registry/v1"
-DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "models" / "registry.json"
+DEFAULT_REGISTRY = Path(__file__).resolve().parent / "registry.json"  # package data: installed with the package
 PICKLE_SUFFIXES = (".pt", ".pth")
 MODEL_YAML_SUFFIXES = (".yaml", ".yml")
 #: Where a training stage leaves its weights, relative to its stage folder (a manifest output).
@@ -64,7 +64,7 @@ def load_registry(path: Path = DEFAULT_REGISTRY) -> dict[str, KnownWeights]:
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise InputError(f"weights registry {str(path)!r} does not exist; restore models/registry.json") from None
+        raise InputError(f"weights registry {str(path)!r} does not exist; restore pipeline/train/registry.json") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"weights registry {str(path)!r} is not readable JSON: {exc}") from None
     if not isinstance(raw, dict) or raw.get("schema") != REGISTRY_SCHEMA or not isinstance(raw.get("weights"), dict):
