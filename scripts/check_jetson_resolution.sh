@@ -30,7 +30,10 @@ platform_args=()
 for p in "${platforms[@]}"; do platform_args+=(--platform "$p"); done
 
 mapfile -t base_deps < <("$PYTHON" - <<'EOF'
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pip's vendored copy of the same parser
+    from pip._vendor import tomli as tomllib
 with open("pyproject.toml", "rb") as fh:
     for dep in tomllib.load(fh)["project"]["dependencies"]:
         print(dep)

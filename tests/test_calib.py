@@ -161,6 +161,15 @@ def test_bad_label_line_is_named(ds, capsys, tmp_path):
     assert "000002.txt:2" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content", [b"nan 0.5 0.5 0.1 0.1\n", b"0 inf 0.5 0.1 0.1\n", b"\xff\xfe0 0.5\n"])
+def test_nan_inf_and_undecodable_labels_are_named(ds, capsys, tmp_path, content):
+    shutil.rmtree(ds / "annotations")
+    (ds / "labels/train/000002.txt").write_bytes(content)
+    assert _calib(ds / "data.yaml", tmp_path / "m.json", "--n", "3") == 2
+    err = capsys.readouterr().err
+    assert "000002.txt" in err and "Traceback" not in err
+
+
 def test_coco_entry_without_file_name_is_named(ds, capsys, tmp_path):
     coco_path = ds / "annotations" / "train_coco.json"
     coco = json.loads(coco_path.read_text())

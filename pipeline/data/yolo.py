@@ -11,6 +11,7 @@ Every problem raises an :class:`InputError` (file or key, value seen, what was e
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,7 +157,11 @@ def read_labels(path: Path, nc: int) -> list[tuple[int, float, float, float, flo
     if not path.is_file():
         return []
     rows = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable label file ({exc}); expected UTF-8 lines 'class cx cy w h'") from None
+    for n, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -164,6 +169,8 @@ def read_labels(path: Path, nc: int) -> list[tuple[int, float, float, float, flo
             values = [float(v) for v in parts]
         except ValueError:
             raise DataError(f"{path}:{n}: {line.strip()!r} is not numbers; expected 'class cx cy w h'") from None
+        if not all(math.isfinite(v) for v in values):
+            raise DataError(f"{path}:{n}: {line.strip()!r} holds nan or inf; expected finite 'class cx cy w h'")
         cls = values[0]
         if cls != int(cls) or not 0 <= cls < nc:
             raise DataError(f"{path}:{n}: class {parts[0]} is not an integer in 0..{nc - 1} (data.yaml has {nc})")
