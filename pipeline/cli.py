@@ -140,6 +140,17 @@ def _quiet_third_parties() -> None:
     os.environ.setdefault("YOLO_VERBOSE", "false")
 
 
+def help_without_action(parser: argparse.ArgumentParser) -> None:
+    """A command family (``edgekd data``, ``deploy``, ``device``, ``config``) run without an action prints its own
+    help and exits 2."""
+
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=usage)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.cli import help_without_action
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="generate or convert datasets and calibration sets")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
-    p.set_defaults(func=lambda args: _usage(p))
+    help_without_action(p)
 
     s = data_sub.add_parser(
         "synth",
@@ -47,11 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     except ImportError:  # pragma: no cover - the BDD100K converter ships in the same package
         return
     register_bdd100k(data_sub)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _synth(args: argparse.Namespace) -> int:

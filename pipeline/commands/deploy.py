@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.cli import help_without_action
+
 
 def deploy_subparsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """Create ``edgekd deploy`` and return its subparsers, for every deploy subcommand to register on."""
     parser = sub.add_parser("deploy", help="TensorRT engines, deploy bundles and their checksums")
-    parser.set_defaults(func=lambda _args: _family_help(parser))
+    help_without_action(parser)
     return parser.add_subparsers(dest="deploy_command", metavar="ACTION")
 
 
@@ -50,11 +52,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from pipeline.commands.deploy_bundle import add_subcommands as add_bundle_verify
 
     add_bundle_verify(dsub)  # `edgekd deploy bundle` and `edgekd deploy verify`
-
-
-def _family_help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _build_engine(args: argparse.Namespace) -> int:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipeline.cli import help_without_action
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("device", help="on-device benchmark of a deploy bundle (Jetson; ONNX Runtime CPU elsewhere)")
-    p.set_defaults(func=lambda _args: _usage(p))
+    help_without_action(p)
     dsub = p.add_subparsers(dest="device_command", metavar="ACTION")
     b = dsub.add_parser(
         "bench",
@@ -39,11 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     b.add_argument("--no-trtexec", action="store_true", help="time engines with CUDA events only")
     b.set_defaults(func=_bench)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline.cli import add_config_args, config_from_args
+from pipeline.cli import add_config_args, config_from_args, help_without_action
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
     c = sub.add_parser("config", help="inspect configuration")
-    c.set_defaults(func=lambda _args: _usage(c))
+    help_without_action(c)
     csub = c.add_subparsers(dest="config_command", metavar="ACTION")
     show = csub.add_parser("show", help="print the resolved config (profile + overrides)")
     add_config_args(show)
@@ -27,10 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     profiles = csub.add_parser("profiles", help="list the shipped profiles")
     profiles.set_defaults(func=_profiles)
 
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _run(args: argparse.Namespace) -> int:
