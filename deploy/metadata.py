@@ -130,8 +130,8 @@ def _preprocess(value: Any, source: str) -> PreprocessSpec:
         return PreprocessSpec(**{k: v for k, v in value.items() if k in known})
     except (TypeError, InputError) as exc:
         raise InputError(
-            f"{source}: 'preprocess' = {value!r}: {exc}; fix the model's preprocess metadata (re-export it with "
-            f'`edgekd export`) or give a corrected "preprocess" in a sidecar {sidecar_path(source).name}'
+            f"{source}: 'preprocess' = {value!r}: {exc}; fix the model's preprocess metadata (re-export it: "
+            f'`edgekd run --until export`) or give a corrected "preprocess" in a sidecar {sidecar_path(source).name}'
         ) from None
 
 
@@ -153,7 +153,8 @@ def parse_metadata(
     if "names" not in values:
         raise InputError(
             f"{source}: no class names in the model metadata; expected ONNX metadata_props 'names' "
-            f'(export with `edgekd export`) or a sidecar {sidecar_path(source).name} with "names": [...]'
+            f"(the export stage: `edgekd run --until export`) or a sidecar {sidecar_path(source).name} with "
+            '"names": [...]'
         )
     names = _names(values["names"], source)
     if "imgsz" in values:

@@ -165,7 +165,7 @@ def detect_layout(outputs: Mapping[str, np.ndarray], nc: int) -> OutputLayout:
     shapes = {k: np.shape(v) for k, v in outputs.items()}
     raise InputError(
         f"model outputs {shapes} match no known layout: expected 'boxes' (B,4,A) + 'scores' (B,{nc},A), "
-        f"an ultralytics 'output0' (B,{4 + nc}+,A) or NMS-free (B,K,6); re-export the model with `edgekd export`"
+        f"an ultralytics 'output0' (B,{4 + nc}+,A) or NMS-free (B,K,6); re-export the model with `edgekd run --until export`"
     )
 
 
