@@ -3,22 +3,18 @@ prints the paired verdicts in the right direction."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from _bench_scripts import load_benchmark
 
 pytest.importorskip("pycocotools", reason="the paired bootstrap runs pycocotools' per-image evaluation")
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_int8_heldout.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_int8_heldout", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_int8_heldout")
 
 
 def _run(tmp_path: Path, model: str = "distill") -> Path:
@@ -55,8 +51,10 @@ def test_paired_table_from_cached_detections(bench, tmp_path, capsys):
     boxes = [[10.0 + i, 20.0, 30.0, 60.0] for i in range(40)]
     gt = {
         "images": [{"id": i + 1, "file_name": f"{i}.jpg", "width": 128, "height": 128} for i in range(40)],
-        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": b, "area": b[2] * b[3],
-                         "iscrowd": 0} for i, b in enumerate(boxes)],  # fmt: skip
+        "annotations": [
+            {"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+            for i, b in enumerate(boxes)
+        ],  # fmt: skip
         "categories": [{"id": 1, "name": "pedestrian"}],
     }
     (data / "annotations" / "val_coco.json").write_text(json.dumps(gt))
