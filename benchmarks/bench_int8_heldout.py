@@ -52,17 +52,6 @@ def detections(model: Path, data: Path, split: str, out: Path, threads: int) -> 
     return dets
 
 
-def ground_truth(data: Path, split: str) -> Path:
-    """``annotations/<split>_coco.json`` next to (or under ``path:`` of) the data.yaml, as ``edgekd eval`` reads it."""
-    import yaml
-
-    cfg = yaml.safe_load(data.read_text()) or {}
-    root = data.resolve().parent
-    if isinstance(cfg.get("path"), str):
-        root = Path(cfg["path"]) if Path(cfg["path"]).is_absolute() else root / cfg["path"]
-    return root / "annotations" / f"{split}_coco.json"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, nargs="+", required=True, help="run directories")
@@ -76,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import json
 
+    from pipeline.commands.evaluate import eval_ground_truth
     from pipeline.significance import describe, image_matches, paired_bootstrap
 
-    gt_path = ground_truth(args.data, args.split)
+    _, gt_path = eval_ground_truth(args.data, args.split)
     gt = json.loads(gt_path.read_text())
     print(f"held-out: {gt_path} ({len(gt['images'])} images); {args.resamples} paired-bootstrap resamples")
     print("\n| run | model | runtime | a - b | mAP50-95 difference |\n|---|---|---|---|---|")

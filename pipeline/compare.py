@@ -110,7 +110,8 @@ def compare_metrics(
             checks.append(Check(vid, "row", Status.FAIL, "row", message=f"row {vid} is in the baseline but missing"))
             continue
         for metric, allowed in tol.absolute.items():
-            checks.append(_op_skip(vid, metric, row, base, allowed) or _absolute(vid, metric, row, base, allowed))
+            at_op = _at_operating_point(vid, metric, row, base, allowed)
+            checks.append(at_op or check_absolute(vid, metric, row.get(metric), base.get(metric), allowed))
         for metric, factor in tol.latency_factor.items():
             checks.append(_latency(vid, metric, factor, cur_rows, base_rows, reference))
     for vid in cur_rows:
@@ -168,11 +169,9 @@ def _notes(current: Mapping[str, Any], baseline: Mapping[str, Any], reference: s
     return notes
 
 
-def _absolute(vid: str, metric: str, row: Mapping[str, Any], base: Mapping[str, Any], allowed: float) -> Check:
-    return check_absolute(vid, metric, row.get(metric), base.get(metric), allowed)
-
-
-def _op_skip(vid: str, metric: str, row: Mapping[str, Any], base: Mapping[str, Any], allowed: float) -> Check | None:
+def _at_operating_point(
+    vid: str, metric: str, row: Mapping[str, Any], base: Mapping[str, Any], allowed: float
+) -> Check | None:
     """For a ``metric`` taken at the operating point: a failure when the baseline reached it and the current run
     does not (the recall target is lost), a skip when the baseline did not reach it; else None (check the values)."""
     if metric not in AT_OP_KEYS:

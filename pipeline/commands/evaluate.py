@@ -113,24 +113,31 @@ def _paired(args: argparse.Namespace) -> dict[str, Any]:
     return {"vs": str(args.vs), **d.as_dict()}
 
 
-def _eval(args: argparse.Namespace) -> int:
+def eval_ground_truth(data_yaml: Path, split: str) -> tuple[Path, Path]:
+    """(dataset root, ``annotations/<split>_coco.json``) of an ultralytics data.yaml, as ``edgekd eval`` reads them;
+    InputError naming the file when the yaml is not a mapping or the split has no COCO ground truth."""
     from pipeline.cli import read_yaml
 
-    options = _options(args)
-    data = read_yaml(args.data, "data.yaml")
+    data = read_yaml(data_yaml, "data.yaml")
     if not isinstance(data, dict):
         raise InputError(
-            f"data.yaml {str(args.data)!r}: expected a mapping (ultralytics data.yaml), got {type(data).__name__}"
+            f"data.yaml {str(data_yaml)!r}: expected a mapping (ultralytics data.yaml), got {type(data).__name__}"
         )
-    root = args.data.resolve().parent
+    root = Path(data_yaml).resolve().parent
     if isinstance(data.get("path"), str):
         root = Path(data["path"]) if Path(data["path"]).is_absolute() else root / data["path"]
-    gt_path = root / "annotations" / f"{args.split}_coco.json"
+    gt_path = root / "annotations" / f"{split}_coco.json"
     if not gt_path.is_file():
         raise InputError(
-            f"{str(gt_path)!r} does not exist: --split {args.split!r} of {str(args.data)!r} has no COCO ground truth; "
+            f"{str(gt_path)!r} does not exist: --split {split!r} of {str(data_yaml)!r} has no COCO ground truth; "
             "create the dataset with `edgekd data synth` or `edgekd data bdd100k`, or pick another --split"
         )
+    return root, gt_path
+
+
+def _eval(args: argparse.Namespace) -> int:
+    options = _options(args)
+    root, gt_path = eval_ground_truth(args.data, args.split)
     corruption = None
     if args.corruption is not None:
         from deploy.corruptions import CorruptionSpec
